@@ -153,11 +153,10 @@ def parse_plugin_json(data: Any) -> PluginJson:
         includes.append(PluginInclude(name=_str(inc, "name", where), type=_str(inc, "type", where),
                                       path=_str(inc, "path", where),
                                       role=_str(inc, "role", where) or "Viewer"))
+    # A backend without an executable is not a plugin.json error in Grafana (it loads the
+    # plugin and fails to start it), so it is reported by executable_path, not here.
     backend = _bool(data, "backend")
     executable = _str(data, "executable", "")
-    if backend and not executable and plugin_type not in _FIXED_EXECUTABLES:
-        raise PluginJsonError("plugin.json sets backend: true but no executable; set "
-                              "\"executable\" to the binary's base name", field="executable")
     return PluginJson(
         id=plugin_id,
         type=plugin_type,
