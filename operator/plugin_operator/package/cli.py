@@ -1,0 +1,44 @@
+"""``plugin-operator fetch``: download (or copy) a plugin archive, check it, unpack it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from plugin_operator.package.archive import ArchiveError, ExtractionLimits
+from plugin_operator.package.fetch import FetchError, install
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    defaults = ExtractionLimits()
+    parser.add_argument("source", help="archive URL (http, https, file) or local path")
+    parser.add_argument("--dest", type=Path, required=True,
+                        help="directory to create for the plugin (must not exist, or be empty)")
+    parser.add_argument("--sha256", help="pinned SHA-256 of the archive; refused if different")
+    parser.add_argument("--max-total-bytes", type=int, default=defaults.max_total_bytes)
+    parser.add_argument("--max-files", type=int, default=defaults.max_files)
+    parser.add_argument("--max-file-ratio", type=float, default=defaults.max_file_ratio)
+    parser.add_argument("--max-total-ratio", type=float, default=defaults.max_total_ratio)
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    limits = ExtractionLimits(max_total_bytes=args.max_total_bytes, max_files=args.max_files,
+                              max_file_ratio=args.max_file_ratio,
+                              max_total_ratio=args.max_total_ratio)
+    try:
+        installed = install(args.source, args.dest, args.sha256, limits)
+    except (FetchError, ArchiveError) as exc:
+        if args.json:
+            print(json.dumps({"ok": False, "error": str(exc)}))
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps({"ok": True, "pluginDir": str(installed.plugin_dir),
+                          "sha256": installed.sha256, "size": installed.size}))
+    else:
+        print(f"installed {args.source} into {installed.plugin_dir} "
+              f"({installed.size} bytes, sha256 {installed.sha256})")
+    return 0

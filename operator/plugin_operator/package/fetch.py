@@ -1,0 +1,133 @@
+"""Get a plugin archive from a URL, a local path or bytes, check its digest, install it.
+
+The Kubernetes side (reading a ConfigMap's binaryData) stays with the caller: hand the
+bytes to :func:`install_bytes`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+from urllib.parse import urlsplit
+
+from plugin_operator.package.archive import ArchiveError, ExtractionLimits, extract_archive
+
+_CHUNK = 1 << 20
+DOWNLOAD_TIMEOUT_SECONDS = 60.0
+
+
+class FetchError(ValueError):
+    """The archive could not be fetched, or is not the one that was pinned."""
+
+
+@dataclass(frozen=True)
+class InstalledPackage:
+    plugin_dir: Path
+    sha256: str
+    size: int
+
+
+def normalise_sha256(value: str | None) -> str | None:
+    if value is None:
+        return None
+    digest = value.strip().lower().removeprefix("sha256:")
+    if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+        raise FetchError(f"{value!r} is not a SHA-256 digest (64 hex digits)")
+    return digest
+
+
+def is_url(source: str) -> bool:
+    return urlsplit(source).scheme in ("http", "https", "file")
+
+
+def _copy_hashing(source: IO[bytes], target: IO[bytes], max_bytes: int,
+                  origin: str) -> tuple[str, int]:
+    digest = hashlib.sha256()
+    size = 0
+    while chunk := source.read(_CHUNK):
+        size += len(chunk)
+        if size > max_bytes:
+            raise FetchError(f"{origin} is larger than {max_bytes} bytes (limit "
+                             "max_total_bytes); raise it if the plugin really is this large")
+        digest.update(chunk)
+        target.write(chunk)
+    return digest.hexdigest(), size
+
+
+def _open_source(source: str, timeout: float) -> IO[bytes]:
+    if not is_url(source):
+        try:
+            return Path(source).open("rb")
+        except OSError as exc:
+            raise FetchError(f"cannot read {source}: {exc.strerror}") from None
+    request = urllib.request.Request(source, headers={"User-Agent": "plugin-operator"})
+    try:
+        response: IO[bytes] = urllib.request.urlopen(request, timeout=timeout)
+    except urllib.error.HTTPError as exc:
+        raise FetchError(f"downloading {source} failed: HTTP {exc.code} {exc.reason}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise FetchError(f"downloading {source} failed: {reason}") from None
+    return response
+
+
+@contextmanager
+def _downloaded(source: str, workdir: Path, expected: str | None, max_bytes: int,
+                timeout: float) -> Iterator[tuple[Path, str, int]]:
+    path = workdir / "archive"
+    with _open_source(source, timeout) as stream, path.open("wb") as out:
+        try:
+            digest, size = _copy_hashing(stream, out, max_bytes, source)
+        except (OSError, TimeoutError) as exc:
+            raise FetchError(f"reading {source} failed: {exc}") from None
+    _check_digest(digest, expected, source)
+    yield path, digest, size
+
+
+def _check_digest(actual: str, expected: str | None, origin: str) -> None:
+    if expected is not None and actual != expected:
+        raise FetchError(f"{origin} has SHA-256 {actual}, but {expected} was pinned; the "
+                         "archive changed or the pin is wrong. Nothing was installed.")
+
+
+def install(source: str, dest: Path, sha256: str | None = None,
+            limits: ExtractionLimits | None = None,
+            timeout: float = DOWNLOAD_TIMEOUT_SECONDS) -> InstalledPackage:
+    """Fetch ``source`` (URL or local path), check the pinned digest, extract into ``dest``."""
+    limits = limits or ExtractionLimits()
+    expected = normalise_sha256(sha256)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{dest.name}.fetch-", dir=dest.parent) as work, \
+            _downloaded(source, Path(work), expected, limits.max_total_bytes,
+                        timeout) as (path, digest, size):
+        extract_archive(path, dest, limits)
+    return InstalledPackage(dest, digest, size)
+
+
+def install_bytes(data: bytes, dest: Path, sha256: str | None = None,
+                  limits: ExtractionLimits | None = None) -> InstalledPackage:
+    """Like :func:`install` for an archive already in memory (e.g. ConfigMap binaryData)."""
+    limits = limits or ExtractionLimits()
+    expected = normalise_sha256(sha256)
+    digest = hashlib.sha256(data).hexdigest()
+    _check_digest(digest, expected, "the archive")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{dest.name}.archive-", dir=dest.parent)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        extract_archive(Path(name), dest, limits)
+    finally:
+        os.unlink(name)
+    return InstalledPackage(dest, digest, len(data))
+
+
+__all__ = ["ArchiveError", "FetchError", "InstalledPackage", "install", "install_bytes"]
