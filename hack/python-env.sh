@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Create or refresh the project's virtualenv (.venv) with the package and its dev tools.
+# Quick when nothing changed: it reinstalls only when pyproject.toml or the protos change.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+VENV="$REPO_ROOT/.venv"
+PYTHON="${PYTHON:-python3}"
+"$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' ||
+  die "$PYTHON is $("$PYTHON" --version 2>&1); plugin-operator needs Python 3.11 or newer"
+if [ ! -x "$VENV/bin/python" ]; then
+  log "creating $VENV"
+  "$PYTHON" -m venv "$VENV" || die "could not create a virtualenv; install python3-venv"
+fi
+stamp="$VENV/.installed"
+want="$(cat "$REPO_ROOT/pyproject.toml" "$REPO_ROOT"/hatch_build.py \
+  "$REPO_ROOT"/operator/plugin_operator/protocol/proto/*.proto 2>/dev/null | sha256sum | cut -c1-64)"
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  log "installing plugin-operator and its dev tools into $VENV"
+  "$VENV/bin/pip" install --quiet --upgrade pip
+  "$VENV/bin/pip" install --quiet -e "$REPO_ROOT[dev]"
+  echo "$want" > "$stamp"
+fi
