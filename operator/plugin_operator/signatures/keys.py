@@ -23,7 +23,9 @@ class TrustedKeyError(ValueError):
 
 
 def key_id_of(cert: Any) -> str:
-    """The 16-hex-digit key ID of a certificate's primary key, lowercase."""
+    """The 16-hex-digit key ID of a certificate's (or secret key's) primary key, lowercase."""
+    if not hasattr(cert, "fingerprint"):
+        cert = cert.extract_certificate()
     return str(cert.fingerprint)[-16:].lower()
 
 
