@@ -37,7 +37,8 @@ def _join_as_json_array(texts: pa.Array) -> bytes:
         return b"[]"
     offsets = pa.array([0, len(texts)], pa.int32())
     joined = pc.binary_join(pa.ListArray.from_arrays(offsets, texts), ",")
-    return b"[" + joined[0].as_buffer().to_pybytes() + b"]"
+    text: bytes = joined[0].as_buffer().to_pybytes()
+    return b"[" + text + b"]"
 
 
 def _split_ms(values: pa.Array) -> tuple[pa.Array, pa.Array]:
