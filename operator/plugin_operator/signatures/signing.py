@@ -7,7 +7,8 @@ a cleartext-signed MANIFEST.txt (SHA-512, like Grafana's). Trust the key's publi
 
 Command line (also ``hack/sign-plugin.sh``)::
 
-    python -m plugin_operator.signatures.signing PLUGIN_DIR --key KEY.asc [--generate-key]
+    python -m plugin_operator.signatures.signing PLUGIN_DIR|ARCHIVE --key KEY.asc [--generate-key]
+        [--output SIGNED.zip]
         [--type private] [--root-url URL ...] [--org ORG] [--org-name NAME]
 """
 
@@ -15,14 +16,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import stat
 import sys
+import tempfile
 import time
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pysequoia
 
+from plugin_operator.package.archive import extract_archive
 from plugin_operator.package.plugin_json import load_plugin_json
 from plugin_operator.signatures.files import plugin_files, sha256_file
 from plugin_operator.signatures.keys import key_id_of
@@ -97,11 +102,31 @@ def sign_plugin(plugin_dir: Path, key: Any, **options: Any) -> Path:
     return target
 
 
+def sign_archive(archive: Path, key: Any, output: Path, **options: Any) -> Path:
+    """Sign the plugin inside a zip/tar archive; write a zip with Grafana's layout to output."""
+    with tempfile.TemporaryDirectory(prefix="plugin-sign-") as work:
+        plugin_dir = extract_archive(archive, Path(work) / "plugin")
+        sign_plugin(plugin_dir, key, **options)
+        top = load_plugin_json(plugin_dir).id
+        staging = output.with_name(f".{output.name}.tmp")
+        with zipfile.ZipFile(staging, "w", zipfile.ZIP_DEFLATED) as target:
+            for rel, path in sorted(plugin_files(plugin_dir).items()):
+                info = zipfile.ZipInfo(f"{top}/{rel}", date_time=(2026, 1, 1, 0, 0, 0))
+                info.external_attr = (path.stat().st_mode & 0o777 | stat.S_IFREG) << 16
+                info.compress_type = zipfile.ZIP_DEFLATED
+                target.writestr(info, path.read_bytes())
+        staging.replace(output)
+    return output
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m plugin_operator.signatures.signing",
         description="Sign a plugin directory with your own P-521 key (writes MANIFEST.txt).")
-    parser.add_argument("plugin_dir", type=Path)
+    parser.add_argument("plugin", type=Path,
+                        help="plugin directory (MANIFEST.txt written in it) or zip/tar archive "
+                             "(signed copy written to --output, default: the archive itself)")
+    parser.add_argument("--output", type=Path, help="where to write a signed archive")
     parser.add_argument("--key", type=Path, required=True,
                         help="armored secret key file; created with --generate-key")
     parser.add_argument("--generate-key", action="store_true",
@@ -122,13 +147,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     key = load_key(args.key)
     if not public_path.exists():
         public_path.write_text(str(public_key(key)))
+    options = {"signature_type": args.type, "root_urls": args.root_urls, "org": args.org,
+               "org_name": args.org_name}
     try:
-        manifest = sign_plugin(args.plugin_dir, key, signature_type=args.type,
-                               root_urls=args.root_urls, org=args.org, org_name=args.org_name)
+        if args.plugin.is_dir():
+            signed = sign_plugin(args.plugin, key, **options)
+        else:
+            signed = sign_archive(args.plugin, key, args.output or args.plugin, **options)
     except (ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(f"signed {manifest} with key {key_id_of(key)}; trust it with "
+    print(f"signed {signed} with key {key_id_of(key)}; trust it with "
           f"--trusted-key {public_path}")
     return 0
 
