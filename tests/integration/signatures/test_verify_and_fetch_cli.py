@@ -55,7 +55,8 @@ def test_private_fixture_depends_on_app_url() -> None:
     assert json.loads(wrong.stdout)["plugins"][0]["signature"]["status"] == "invalid"
 
 
-def test_signed_sample_plugin_zip_verifies_with_its_key(signed_testdata_python: SignedSample) -> None:
+def test_signed_sample_plugin_zip_verifies_with_its_key(
+        signed_testdata_python: SignedSample) -> None:
     result = run(CLI, "verify", signed_testdata_python.archive,
                  "--trusted-key", signed_testdata_python.public_key, "--json")
 
