@@ -23,7 +23,14 @@ _BEGIN_SIGNATURE = "-----BEGIN PGP SIGNATURE-----"
 
 
 class ManifestError(ValueError):
-    """MANIFEST.txt cannot be trusted; the message says why."""
+    """MANIFEST.txt cannot be trusted; the message says why.
+
+    ``key_id`` is the keyId the manifest claims, when it got that far (not verified).
+    """
+
+    def __init__(self, message: str, key_id: str | None = None) -> None:
+        super().__init__(message)
+        self.key_id = key_id
 
 
 @dataclass(frozen=True)
@@ -139,13 +146,14 @@ def read_manifest(raw: bytes, keys: TrustedKeys) -> Manifest:
     if cert is None:
         raise ManifestError(
             f"manifest is signed with key {unverified.key_id}, which is not trusted; add the "
-            "signer's public key with --trusted-key (operator: trustedKeys)")
+            "signer's public key with --trusted-key (operator: trustedKeys)",
+            unverified.key_id.lower())
     try:
         verified = pysequoia.verify(bytes=raw, store=lambda _issuers: [cert])
     except Exception as exc:  # pysequoia raises RuntimeError with a Rust backtrace
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else "unreadable"
         raise ManifestError(f"manifest signature does not verify with key "
-                            f"{unverified.key_id}: {message}") from None
+                            f"{unverified.key_id}: {message}", unverified.key_id.lower()) from None
     signers = {str(sig.certificate).lower() for sig in verified.valid_sigs}
     if str(cert.fingerprint).lower() not in signers:
         raise ManifestError(f"manifest is not signed by key {key_id_of(cert)}")

@@ -41,7 +41,8 @@ class SignatureResult:
     """What Grafana would record for a plugin's signature, plus why, for people.
 
     ``type``, ``org`` and ``org_name`` are set only when the status is valid, exactly as
-    Grafana sets them; ``key_id`` is the manifest's keyId once the manifest is verified.
+    Grafana sets them; ``key_id`` is the manifest's keyId whenever it could be read (for an
+    invalid signature it is only what the manifest claims).
     """
 
     status: SignatureStatus

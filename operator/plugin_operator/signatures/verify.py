@@ -69,7 +69,7 @@ def verify_plugin(plugin_dir: Path, config: VerifyConfig | None = None,
     try:
         manifest = read_manifest(raw, config.trusted_keys)
     except ManifestError as exc:
-        return _invalid(str(exc))
+        return _invalid(str(exc), exc.key_id)
     key_id = manifest.key_id.lower()
     if not manifest.is_v2:
         return _invalid(f"manifest version {manifest.manifest_version or '1'} is no longer "
