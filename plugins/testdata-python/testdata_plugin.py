@@ -82,8 +82,8 @@ def random_walk(query: DataQuery, series: int) -> list[Frame]:
 
 def table() -> Frame:
     return Frame("table", [
-        Field.of("time", FieldType.TIME, [1_700_000_000_000_000_001, None, 1_700_000_000_123_000_000],
-                 nullable=True),
+        Field.of("time", FieldType.TIME,
+                 [1_700_000_000_000_000_001, None, 1_700_000_000_123_000_000], nullable=True),
         Field.of("name", FieldType.STRING, ["a", "b \"quoted\" ü", None], nullable=True),
         Field.of("count", FieldType.INT64, [1, -(2**62), 2**62]),
         Field.of("ratio", FieldType.FLOAT64, [math.nan, math.inf, -math.inf]),

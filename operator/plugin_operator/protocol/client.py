@@ -5,6 +5,9 @@ Transport only: it turns models into messages, calls, maps errors to
 ``DataResponse.format``. Retries, routing and pooling belong to the callers.
 """
 
+# `timeout` parameters are gRPC deadlines and bounded waits passed down, not ad-hoc limits.
+# ruff: noqa: ASYNC109
+
 from __future__ import annotations
 
 import enum

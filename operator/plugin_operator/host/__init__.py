@@ -1,0 +1,1 @@
+"""The in-pod host: runs one unmodified plugin backend the way Grafana does."""

@@ -1,0 +1,70 @@
+"""The host's HTTP side: /metrics (plugin's CollectMetrics + host's own), /healthz, /readyz."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    generate_latest,
+)
+
+from plugin_operator.protocol.errors import PluginError
+
+
+class HostMetrics:
+    """The host's own metrics, in a registry of their own (never the plugin's names)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.plugin_up = Gauge("plugin_operator_host_plugin_up",
+                               "1 while the plugin process runs", registry=self.registry)
+        self.stdio_bytes = Counter("plugin_operator_host_plugin_output_bytes",
+                                   "Bytes the plugin wrote, by stream", ["stream"],
+                                   registry=self.registry)
+        self.calls = Counter("plugin_operator_host_grpc_calls",
+                             "Calls forwarded to the plugin, by method and gRPC code",
+                             ["method", "code"], registry=self.registry)
+        self.plugin_metrics_ok = Gauge("plugin_operator_host_plugin_metrics_up",
+                                       "1 if the last CollectMetrics call succeeded",
+                                       registry=self.registry)
+
+
+def build_app(metrics: HostMetrics, *, alive: Callable[[], bool],
+              ready: Callable[[], Awaitable[bool]],
+              plugin_metrics: Callable[[], Awaitable[bytes]]) -> web.Application:
+    async def healthz(request: web.Request) -> web.Response:
+        if alive():
+            return web.Response(text="ok\n")
+        return web.Response(status=503, text="plugin process is not running\n")
+
+    async def readyz(request: web.Request) -> web.Response:
+        try:
+            ok = await ready()
+        except PluginError as exc:
+            return web.Response(status=503, text=f"plugin not ready: {exc}\n")
+        if ok:
+            return web.Response(text="ok\n")
+        return web.Response(status=503, text="plugin health service is not SERVING\n")
+
+    async def metrics_handler(request: web.Request) -> web.Response:
+        try:
+            plugin_text = await plugin_metrics()
+            metrics.plugin_metrics_ok.set(1)
+        except PluginError:
+            plugin_text = b""
+            metrics.plugin_metrics_ok.set(0)
+        body = generate_latest(metrics.registry)
+        if plugin_text:
+            body += plugin_text if plugin_text.endswith(b"\n") else plugin_text + b"\n"
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_handler)
+    return app

@@ -1,0 +1,205 @@
+"""Run one plugin backend for its whole life, the way Grafana would, inside a pod."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiohttp import web
+
+from plugin_operator.host.handshake import HandshakeError, plugin_environment
+from plugin_operator.host.http import HostMetrics, build_app
+from plugin_operator.host.logs import PluginLogRecord
+from plugin_operator.host.process import PluginProcess
+from plugin_operator.host.proxy import start_proxy
+from plugin_operator.host.termination import (
+    describe_exit,
+    host_exit_code,
+    termination_message,
+    write_termination_message,
+)
+from plugin_operator.package.plugin_json import (
+    PluginJsonError,
+    load_plugin_json,
+    resolve_executable,
+)
+from plugin_operator.protocol.client import PluginClient, grpc_target
+from plugin_operator.protocol.errors import PluginError
+from plugin_operator.protocol.models import CollectMetricsRequest, PluginContext
+
+log = logging.getLogger("plugin_operator.host")
+plugin_log = logging.getLogger("plugin")
+
+EXIT_CONFIG_ERROR = 2
+EXIT_HANDSHAKE_FAILED = 3
+
+
+@dataclass
+class HostConfig:
+    plugin_dir: Path
+    grpc_bind: str = "0.0.0.0"
+    grpc_port: int = 10000
+    http_bind: str = "0.0.0.0"
+    http_port: int = 9100
+    handshake_timeout: float = 60.0
+    shutdown_grace: float = 2.0
+    termination_log: Path = Path("/dev/termination-log")
+    grafana_version: str = "12.0.0"
+    settings: Mapping[str, str] = field(default_factory=dict)
+    socket_dir: str | None = None
+    ports_file: Path | None = None
+
+
+def _log_plugin(record: PluginLogRecord) -> None:
+    plugin_log.log(record.level, record.message,
+                   extra={f"plugin.{key}": value for key, value in record.fields.items()})
+
+
+def _child_host_env() -> dict[str, str]:
+    """Our environment, with this interpreter's directory first on PATH so Python plugin
+    launchers (``#!/usr/bin/env python3``) find the Python that has plugin_operator."""
+    env = dict(os.environ)
+    bindir = str(Path(sys.executable).parent)
+    env["PATH"] = os.pathsep.join([bindir, env.get("PATH", "/usr/local/bin:/usr/bin:/bin")])
+    return env
+
+
+def _write_ports(path: Path, ports: Mapping[str, int]) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(dict(ports)))
+    temporary.replace(path)  # readers never see a half-written file
+
+
+class Host:
+    def __init__(self, config: HostConfig) -> None:
+        self.config = config
+        self.metrics = HostMetrics()
+        self.stop_requested = asyncio.Event()
+
+    def _fail(self, message: str, code: int) -> int:
+        log.error(message)
+        write_termination_message(self.config.termination_log, message)
+        return code
+
+    async def run(self) -> int:
+        cfg = self.config
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop_requested.set)
+        try:
+            plugin = load_plugin_json(cfg.plugin_dir)
+            executable = resolve_executable(cfg.plugin_dir, plugin)
+            env = plugin_environment(_child_host_env(), grafana_version=cfg.grafana_version,
+                                     settings=cfg.settings, socket_dir=cfg.socket_dir,
+                                     extra={"GF_PLUGIN_VERSION": plugin.version}
+                                     if plugin.version else None)
+        except (PluginJsonError, ValueError) as exc:
+            return self._fail(f"cannot run plugin in {cfg.plugin_dir}: {exc}", EXIT_CONFIG_ERROR)
+        process = PluginProcess(executable, env, cwd=cfg.plugin_dir, on_log=_log_plugin,
+                                on_bytes=lambda s, n: self.metrics.stdio_bytes.labels(s).inc(n))
+        await process.start()
+        self.metrics.plugin_up.set(1)
+        log.info("plugin started", extra={"plugin_id": plugin.id, "pid": process.pid,
+                                          "executable": str(executable)})
+        handshake_task = asyncio.ensure_future(process.handshake(cfg.handshake_timeout))
+        stop_task = asyncio.ensure_future(self.stop_requested.wait())
+        await asyncio.wait({handshake_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+        if not handshake_task.done():
+            handshake_task.cancel()
+            process.kill()
+            await process.wait()
+            return 0
+        stop_task.cancel()
+        try:
+            handshake = handshake_task.result()
+        except HandshakeError as exc:
+            process.kill()
+            await process.wait()
+            return self._fail(termination_message(f"plugin {plugin.id} failed its handshake: "
+                                                  f"{exc}", process.last_lines),
+                              EXIT_HANDSHAKE_FAILED)
+        client = PluginClient(grpc_target(handshake.network, handshake.address), timeout=10.0)
+        stdio = asyncio.create_task(self._mirror_stdio(client))
+        servers = await self._serve(client, process, plugin.id)
+        exited = asyncio.ensure_future(process.wait())
+        stop_task = asyncio.ensure_future(self.stop_requested.wait())
+        await asyncio.wait({exited, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+        stdio.cancel()
+        if not exited.done():
+            stop_task.cancel()
+            await self._stop_plugin(client, process, exited)
+            await self._close(servers, client)
+            log.info("plugin stopped", extra={"plugin_id": plugin.id})
+            return 0
+        stop_task.cancel()
+        code = exited.result()
+        self.metrics.plugin_up.set(0)
+        await self._close(servers, client)
+        headline = f"plugin {plugin.id} (pid {process.pid}) {describe_exit(code)}"
+        return self._fail(termination_message(headline, process.last_lines), host_exit_code(code))
+
+    async def _mirror_stdio(self, client: PluginClient) -> None:
+        # go-plugin opens StreamStdio at once; a Go plugin's os.Stdout blocks without it.
+        try:
+            async for channel, data in client.stdio():
+                stream = channel.name.lower()
+                for line in data.decode("utf-8", errors="replace").splitlines():
+                    _log_plugin(PluginLogRecord(logging.INFO, line, {"stream": stream}))
+        except PluginError as exc:
+            log.debug("no stdio mirroring", extra={"reason": str(exc)})
+
+    async def _serve(self, client: PluginClient, process: PluginProcess,
+                     plugin_id: str) -> tuple[object, object, web.AppRunner]:
+        cfg = self.config
+        proxy, upstream, grpc_port = await start_proxy(
+            client.target, cfg.grpc_bind, cfg.grpc_port,
+            lambda method, code: self.metrics.calls.labels(method, code.name).inc())
+
+        async def plugin_metrics() -> bytes:
+            result = await client.collect_metrics(
+                CollectMetricsRequest(PluginContext(plugin_id=plugin_id)), timeout=5.0)
+            return result.prometheus
+
+        app = build_app(self.metrics, alive=lambda: process.returncode is None,
+                        ready=lambda: client.health(timeout=2.0), plugin_metrics=plugin_metrics)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, cfg.http_bind, cfg.http_port)
+        await site.start()
+        http_port = runner.addresses[0][1]
+        ports = {"grpc": grpc_port, "http": http_port, "pid": process.pid}
+        if cfg.ports_file is not None:
+            _write_ports(cfg.ports_file, ports)
+        log.info("host ready", extra={"plugin_id": plugin_id, "grpc_port": grpc_port,
+                                      "http_port": http_port, "plugin_address": client.target})
+        return proxy, upstream, runner
+
+    async def _stop_plugin(self, client: PluginClient, process: PluginProcess,
+                           exited: asyncio.Future[int]) -> None:
+        """Grafana's way: Shutdown RPC, close the connection, 2 s grace, then SIGKILL."""
+        with contextlib.suppress(PluginError):
+            await client.shutdown(timeout=self.config.shutdown_grace)
+        await client.close()
+        try:
+            await asyncio.wait_for(asyncio.shield(exited), self.config.shutdown_grace)
+        except TimeoutError:
+            log.warning("plugin failed to exit gracefully; killing it")
+            process.kill()
+            await exited
+        process.kill()  # leftovers in its process group
+
+    async def _close(self, servers: tuple[object, object, web.AppRunner],
+                     client: PluginClient) -> None:
+        proxy, upstream, runner = servers
+        await proxy.stop(0.5)  # type: ignore[attr-defined]
+        await upstream.close(None)  # type: ignore[attr-defined]
+        await runner.cleanup()
+        await client.close()
