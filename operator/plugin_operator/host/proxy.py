@@ -24,9 +24,9 @@ _HOP_BY_HOP = frozenset({"user-agent", "content-type", "te", "host", "grpc-timeo
 CallObserver = Callable[[str, grpc.StatusCode], None]
 
 
-def forwardable_metadata(metadata: Any) -> list[tuple[str, Any]]:
-    return [(key, value) for key, value in (metadata or ())
-            if not key.startswith(":") and key not in _HOP_BY_HOP]
+def forwardable_metadata(metadata: Any) -> tuple[tuple[str, Any], ...]:
+    return tuple((key, value) for key, value in (metadata or ())
+            if not key.startswith(":") and key not in _HOP_BY_HOP)
 
 
 class ProxyHandler(grpc.GenericRpcHandler):  # type: ignore[type-arg]
@@ -61,8 +61,10 @@ class ProxyHandler(grpc.GenericRpcHandler):  # type: ignore[type-arg]
             self.observe(method, grpc.StatusCode.OK)
         except grpc.aio.AioRpcError as exc:
             self.observe(method, exc.code())
-            await context.abort(exc.code(), exc.details() or "",
-                                forwardable_metadata(exc.trailing_metadata()))
+            error_trailers = forwardable_metadata(exc.trailing_metadata())
+            if error_trailers:
+                context.set_trailing_metadata(error_trailers)
+            await context.abort(exc.code(), exc.details() or "")
         finally:
             call.cancel()
 
