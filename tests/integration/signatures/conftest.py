@@ -44,6 +44,20 @@ def signed_testdata_python(tmp_path_factory: pytest.TempPathFactory) -> SignedSa
     return SignedSample(work / "signed.zip", work / "cache" / "signing" / "test-signer.pub.asc")
 
 
+@pytest.fixture(scope="session")
+def signed_sample_go(tmp_path_factory: pytest.TempPathFactory) -> SignedSample:
+    """plugins/sample-go built by hack/build-sample-go.sh (cached) and signed with a test key."""
+    built = subprocess.run([str(REPO / "hack" / "build-sample-go.sh"), "sample-go"],
+                           capture_output=True, text=True, timeout=1800, check=False)
+    assert built.returncode == 0, f"hack/build-sample-go.sh failed:\n{built.stderr}"
+    outputs = dict(line.split("=", 1) for line in built.stdout.splitlines() if "=" in line)
+    work = tmp_path_factory.mktemp("signed-sample-go")
+    signed = run(REPO / "hack" / "sign-plugin.sh", outputs["SAMPLE_GO_ZIP"], "--output",
+                 work / "signed.zip", env={"PLUGIN_OPERATOR_CACHE": str(work / "cache")})
+    assert signed.returncode == 0, signed.stderr
+    return SignedSample(work / "signed.zip", work / "cache" / "signing" / "test-signer.pub.asc")
+
+
 @pytest.fixture
 def http_root(tmp_path: Path) -> Iterator[tuple[Path, str]]:
     """A directory served over HTTP on 127.0.0.1; yields (directory, base URL)."""

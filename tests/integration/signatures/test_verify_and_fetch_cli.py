@@ -67,6 +67,17 @@ def test_signed_sample_plugin_zip_verifies_with_its_key(
     assert plugin["signature"]["type"] == "private"
 
 
+def test_signed_go_sample_plugin_zip_verifies_with_its_key(
+        signed_sample_go: SignedSample) -> None:
+    result = run(CLI, "verify", signed_sample_go.archive,
+                 "--trusted-key", signed_sample_go.public_key, "--json")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    plugin = json.loads(result.stdout)["plugins"][0]
+    assert plugin["pluginId"] == "plugin-operator-sample-go-datasource"
+    assert plugin["signature"]["status"] == "valid"
+
+
 def test_signed_sample_plugin_is_invalid_without_its_key(
         signed_testdata_python: SignedSample) -> None:
     result = run(CLI, "verify", signed_testdata_python.archive)
