@@ -12,6 +12,13 @@ source "$(dirname "$0")/lib.sh"
 
 export CGO_ENABLED=0 GOFLAGS=-buildvcs=false
 [ "$#" -gt 0 ] || set -- etcd kube-apiserver kubectl
+# One build at a time: two runs would race on the same wrapper modules and cache files.
+mkdir -p "$CACHE_DIR"
+exec 9>"$CACHE_DIR/.build-components.lock"
+if ! flock -n 9; then
+  log "another hack/build-components.sh is running; waiting for it"
+  flock 9
+fi
 command -v go >/dev/null || die "Go is not installed; install Go 1.24 or newer (https://go.dev/doc/install)"
 
 k8s_wanted=()

@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# Build plugin-operator's container image and import it into the local cluster's containerd.
+#
+#   hack/image.sh [build|import|all|base|ref]     (default: all)
+#
+#   base    make sure the base image exists in Docker: BASE_IMAGE if given, the public
+#           python:3.11-slim-bookworm when a registry answers, else an equivalent Debian
+#           bookworm + python3 image debootstrapped offline (cached under $CACHE_DIR/images)
+#   build   wheels of our package and its dependencies (pip, on the host), then docker build
+#   import  docker save | ctr import into the cluster's containerd (hack/cluster.sh up first)
+#   ref     print the image reference
+#
+# Environment: BASE_IMAGE (skip the probe and use this base), IMAGE (the reference to build,
+# default plugin-operator.dev/plugin-operator:<version from pyproject>).
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+source "$HACK_DIR/cluster/common.sh"
+
+VERSION="$(sed -n 's/^version = "\(.*\)"/\1/p' "$REPO_ROOT/pyproject.toml" | head -1)"
+IMAGE="${IMAGE:-plugin-operator.dev/plugin-operator:$VERSION}"
+PUBLIC_BASE=python:3.11-slim-bookworm
+OFFLINE_BASE=plugin-operator.dev/base:bookworm-python3.11
+BASE_ROOTFS_TAR="$CACHE_DIR/images/debian-bookworm-python3.11-rootfs.tar"
+WHEEL_DIR="$REPO_ROOT/dist/wheels"
+
+ensure_dockerd() {
+  docker info >/dev/null 2>&1 && return
+  command -v dockerd >/dev/null || die "dockerd not found: run hack/install-deps.sh"
+  mkdir -p "$LOG_DIR" "$RUN_DIR"
+  log "starting dockerd (log: $LOG_DIR/dockerd.log)"
+  # Our own pidfile: `hack/cluster.sh down` stops the dockerd this script started. Builds
+  # run with --network none, so Docker needs no bridge, no iptables rules and no forwarding
+  # changes on this machine.
+  setsid dockerd --pidfile "$RUN_DIR/dockerd.pid" --iptables=false --ip-forward=false \
+    --bridge=none >"$LOG_DIR/dockerd.log" 2>&1 < /dev/null &
+  for _ in $(seq 60); do docker info >/dev/null 2>&1 && return; sleep 1; done
+  die "dockerd did not start; see $LOG_DIR/dockerd.log"
+}
+
+build_offline_base_rootfs() {
+  [ -s "$BASE_ROOTFS_TAR" ] && return
+  command -v debootstrap >/dev/null || die "debootstrap not found: run hack/install-deps.sh"
+  local root="$CACHE_DIR/images/rootfs.tmp" mirror
+  mirror="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+  rm -rf "$root"; mkdir -p "$root"
+  log "debootstrapping Debian bookworm + python3 from $mirror (a few minutes, once)"
+  debootstrap --variant=minbase --include=python3,python3-venv bookworm "$root" "$mirror" \
+    > "$CACHE_DIR/images/debootstrap.log" 2>&1 ||
+    die "debootstrap failed; see $CACHE_DIR/images/debootstrap.log"
+  # What a slim image leaves out: docs, manuals, locales, package lists and caches.
+  rm -rf "$root"/usr/share/{doc,man,info,locale,lintian} "$root"/var/lib/apt/lists/* \
+    "$root"/var/cache/apt/* "$root"/var/cache/debconf/*-old "$root"/var/log/* "$root"/tmp/*
+  : > "$root/etc/resolv.conf"
+  tar --numeric-owner -C "$root" -cf "$BASE_ROOTFS_TAR.tmp" .
+  mv "$BASE_ROOTFS_TAR.tmp" "$BASE_ROOTFS_TAR"
+  rm -rf "$root"
+}
+
+registry_reachable() {
+  command -v curl >/dev/null || return 1
+  curl -s -o /dev/null -m 5 https://registry-1.docker.io/v2/
+}
+
+# Prints the base image reference to build from.
+ensure_base() {
+  if [ -n "${BASE_IMAGE:-}" ]; then
+    echo "$BASE_IMAGE"; return
+  fi
+  ensure_dockerd
+  if docker image inspect "$PUBLIC_BASE" >/dev/null 2>&1 ||
+     { registry_reachable && docker pull -q "$PUBLIC_BASE" >/dev/null 2>&1; }; then
+    echo "$PUBLIC_BASE"; return
+  fi
+  if ! docker image inspect "$OFFLINE_BASE" >/dev/null 2>&1; then
+    build_offline_base_rootfs
+    log "importing the offline base image $OFFLINE_BASE"
+    docker import --change 'CMD ["python3"]' --change 'ENV LANG=C.UTF-8' \
+      "$BASE_ROOTFS_TAR" "$OFFLINE_BASE" >/dev/null
+  fi
+  echo "$OFFLINE_BASE"
+}
+
+build_wheels() {
+  log "building wheels of plugin-operator and its dependencies into $WHEEL_DIR"
+  rm -rf "$WHEEL_DIR"; mkdir -p "$WHEEL_DIR"
+  local python="$REPO_ROOT/.venv/bin/python"
+  [ -x "$python" ] || python=python3
+  # Wheels for the image's interpreter (CPython 3.11, glibc x86_64), resolved on the host
+  # so the image build itself never touches the network.
+  "$python" -m pip wheel --quiet --disable-pip-version-check --wheel-dir "$WHEEL_DIR" \
+    "$REPO_ROOT" > "$LOG_DIR/wheels.log" 2>&1 || { cat "$LOG_DIR/wheels.log" >&2; die "pip wheel failed"; }
+}
+
+build_image() {
+  local base
+  mkdir -p "$LOG_DIR"
+  base="$(ensure_base)"
+  build_wheels
+  log "docker build $IMAGE from $base"
+  docker build --quiet --network none --build-arg "BASE_IMAGE=$base" --build-arg "VERSION=$VERSION" \
+    -t "$IMAGE" "$REPO_ROOT" >/dev/null
+  log "built $IMAGE ($(docker image inspect -f '{{.Size}}' "$IMAGE" | awk '{printf "%.0f MB", $1/1e6}'))"
+}
+
+import_image() {
+  [ -S "$CONTAINERD_SOCK" ] || die "the cluster's containerd is not running ($CONTAINERD_SOCK); run hack/cluster.sh up"
+  ensure_dockerd
+  docker image inspect "$IMAGE" >/dev/null 2>&1 || die "image $IMAGE not built; run hack/image.sh build"
+  local want marker
+  want="$(docker image inspect -f '{{.Id}}' "$IMAGE")"
+  marker="$STATE_DIR/imported-$(echo "$IMAGE" | tr '/:' '__')"
+  # The Docker image id of the last import: a re-run with the same image does nothing.
+  if [ "$(cat "$marker" 2>/dev/null)" = "$want" ] &&
+     ctr --address "$CONTAINERD_SOCK" -n k8s.io images ls -q "name==$IMAGE" | grep -q .; then
+    log "$IMAGE already in the cluster"; return
+  fi
+  log "importing $IMAGE into the cluster's containerd"
+  docker save "$IMAGE" | ctr --address "$CONTAINERD_SOCK" -n k8s.io images import - >/dev/null
+  echo "$want" > "$marker"
+}
+
+
+case "${1:-all}" in
+  base) ensure_base ;;
+  build) build_image; echo "$IMAGE" ;;
+  import) import_image; echo "$IMAGE" ;;
+  all) build_image; import_image; echo "$IMAGE" ;;
+  ref) echo "$IMAGE" ;;
+  *) die "usage: $0 [build|import|all|base|ref]" ;;
+esac
