@@ -298,6 +298,7 @@ func (s *session) runStream(ctx context.Context, c Call) (Result, error) {
 		return Result{}, err
 	}
 	var out Result
+	var schema *data.Frame
 	for len(out.Packets) < want {
 		packet, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
@@ -306,16 +307,30 @@ func (s *session) runStream(ctx context.Context, c Call) (Result, error) {
 		if err != nil {
 			return out, err
 		}
-		frame, err := decodeJSONFrame(packet)
+		frame, err := decodeStreamFrame(packet, schema)
 		if err != nil {
 			return out, err
 		}
+		schema = frame
 		out.Packets = append(out.Packets, summarize(frame))
 	}
 	return out, nil
 }
 
-func decodeJSONFrame(packet *pluginv2.StreamPacket) (*data.Frame, error) {
+// decodeStreamFrame reads a JSON frame packet. Live streams often send the schema once and
+// then data-only packets, which are read against the last schema seen.
+func decodeStreamFrame(packet *pluginv2.StreamPacket, last *data.Frame) (*data.Frame, error) {
+	var probe map[string]json.RawMessage
+	if err := json.Unmarshal(packet.Data, &probe); err != nil {
+		return nil, fmt.Errorf("a stream packet is not a JSON object: %w", err)
+	}
+	if _, hasSchema := probe["schema"]; !hasSchema && last != nil {
+		frame := last.EmptyCopy()
+		if err := data.AppendJSONData(frame, packet.Data); err != nil {
+			return nil, fmt.Errorf("a data-only stream packet does not fit the schema: %w", err)
+		}
+		return frame, nil
+	}
 	var frame data.Frame
 	if err := json.Unmarshal(packet.Data, &frame); err != nil {
 		return nil, fmt.Errorf("a stream packet is not a JSON data frame: %w", err)
