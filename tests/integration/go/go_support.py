@@ -44,8 +44,9 @@ class ClientRun:
         return results
 
     @property
-    def plugin(self) -> dict[str, Any]:
-        plugin: dict[str, Any] = self.summary["plugin"]
+    def plugin(self) -> dict[str, Any] | None:
+        """How a launched plugin ended (None when the client dialled an address)."""
+        plugin: dict[str, Any] | None = self.summary.get("plugin")
         return plugin
 
 
