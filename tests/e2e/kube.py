@@ -1,0 +1,125 @@
+"""kubectl against the e2e cluster, and the pod shapes the e2e tests share."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+# Pod Security `restricted` asks exactly this of every container.
+RESTRICTED_CONTAINER_SECURITY: dict[str, Any] = {
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "runAsNonRoot": True,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+RESTRICTED_POD_SECURITY: dict[str, Any] = {
+    "runAsNonRoot": True,
+    "runAsUser": 65532,
+    "runAsGroup": 65532,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+
+
+@dataclass(frozen=True)
+class Cluster:
+    kubeconfig: Path
+    kubectl_path: Path
+    image: str
+    logs_hint: str
+
+    def kubectl(
+        self, *args: str, stdin: str | None = None, check: bool = True, timeout: float = 180
+    ) -> subprocess.CompletedProcess[str]:
+        """Run kubectl; on failure raise with its stderr and where the cluster's logs are."""
+        result = subprocess.run(
+            [str(self.kubectl_path), "--kubeconfig", str(self.kubeconfig), *args],
+            input=stdin, capture_output=True, text=True, timeout=timeout, check=False,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"kubectl {' '.join(args)} failed ({result.returncode}):\n{result.stderr}"
+                f"\n{self.logs_hint}"
+            )
+        return result
+
+    def apply(self, namespace: str, *objects: dict[str, Any]) -> None:
+        items = {"apiVersion": "v1", "kind": "List", "items": list(objects)}
+        self.kubectl("-n", namespace, "apply", "-f", "-", stdin=json.dumps(items))
+
+    def get(self, namespace: str, *what: str) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads(
+            self.kubectl("-n", namespace, "get", "-o", "json", *what).stdout
+        )
+        return data
+
+    def wait_ready(self, namespace: str, pod: str, timeout_s: int = 180) -> dict[str, Any]:
+        result = self.kubectl(
+            "-n", namespace, "wait", "--for=condition=Ready", f"pod/{pod}",
+            f"--timeout={timeout_s}s", check=False, timeout=timeout_s + 30,
+        )
+        if result.returncode != 0:
+            raise AssertionError(
+                f"pod {namespace}/{pod} not Ready within {timeout_s}s:\n"
+                + self.kubectl("-n", namespace, "describe", "pod", pod, check=False).stdout
+                + self.kubectl("-n", namespace, "logs", pod, "--all-containers", check=False).stdout
+                + f"\n{self.logs_hint}"
+            )
+        return self.get(namespace, "pod", pod)
+
+    def exec(self, namespace: str, pod: str, *command: str, check: bool = True,
+             container: str | None = None) -> subprocess.CompletedProcess[str]:
+        target = ["-c", container] if container else []
+        return self.kubectl("-n", namespace, "exec", pod, *target, "--", *command, check=check)
+
+    def python(self, namespace: str, pod: str, script: str, *args: str,
+               check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run a Python script inside a pod running our image."""
+        return self.exec(namespace, pod, "python3", "-c", script, *args, check=check)
+
+    def wait_for(self, what: str, probe: Any, timeout_s: float = 120) -> Any:
+        """Poll ``probe()`` until it returns something truthy; fail naming ``what``."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            value = probe()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"timed out after {timeout_s}s waiting for {what}\n{self.logs_hint}"
+                )
+            time.sleep(1)
+
+
+def restricted_pod(name: str, image: str, command: list[str], **extra: Any) -> dict[str, Any]:
+    """A Pod of our image that meets the `restricted` Pod Security Standard."""
+    container: dict[str, Any] = {
+        "name": "main",
+        "image": image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": command,
+        "securityContext": RESTRICTED_CONTAINER_SECURITY,
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+        **extra.pop("container", {}),
+    }
+    spec: dict[str, Any] = {
+        "securityContext": RESTRICTED_POD_SECURITY,
+        "terminationGracePeriodSeconds": 5,
+        "automountServiceAccountToken": extra.pop("automount_token", False),
+        "containers": [container],
+        "volumes": [{"name": "tmp", "emptyDir": {}}, *extra.pop("volumes", [])],
+        **extra.pop("spec", {}),
+    }
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": extra.pop("labels", {"app": name})},
+        "spec": spec,
+    }
+
+
+SLEEP_FOREVER = ["python3", "-c", "import signal; signal.pause()"]
