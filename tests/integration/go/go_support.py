@@ -65,5 +65,13 @@ def query(*queries: dict[str, Any], fmt: str = "arrow", **extra: Any) -> dict[st
             "queries": list(queries), **extra}
 
 
+def process_gone(pid: int) -> bool:
+    """True when pid no longer runs (a zombie counts as gone: it runs no code)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+    except FileNotFoundError:
+        return True
+
+
 def fields(frame: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     return {f["name"]: f for f in frame["fields"]}

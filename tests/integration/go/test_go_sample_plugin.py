@@ -213,3 +213,16 @@ def test_frame_json_bench_writes_the_same_frame_as_arrow(go_build: GoBuild,
     assert table.schema.metadata[b"refId"] == b"A"
     frame_json = json.loads((tmp_path / "f.json").read_text())
     assert len(frame_json["data"]["values"][0]) == 1000
+
+
+def test_instance_is_rebuilt_when_settings_change(go_build: GoBuild,
+                                                  grafana_client: ClientRunner) -> None:
+    *healths, metrics = grafana_client([
+        {"call": "health"},
+        {"call": "health"},
+        {"call": "health", "lastUpdatedMS": 1_800_000_000_000},
+        {"call": "metrics"},
+    ], plugin=go_build.executable, ds=KEYED).results
+    assert [h["details"]["settingsMs"] for h in healths] == [
+        1_700_000_000_000, 1_700_000_000_000, 1_800_000_000_000]
+    assert "sample_go_instances_created_total 2" in metrics["metrics"]

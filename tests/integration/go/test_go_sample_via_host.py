@@ -31,6 +31,7 @@ from tests.integration.go.go_support import (
     GoBuild,
     datasource,
     fields,
+    process_gone,
     query,
 )
 
@@ -61,6 +62,7 @@ async def test_grafana_client_through_the_host(go_build: GoBuild, grafana_client
             {"call": "metrics"},
         ], addr=host.grpc_target, ds=KEYED)
         assert await host.stop() == 0
+    assert process_gone(host.plugin_pid), "the Go plugin outlived the host"
     health, queried, resource, ran, metrics = run.results
     assert health["status"] == "OK"
     table = queried["responses"]["A"]

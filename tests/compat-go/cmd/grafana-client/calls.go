@@ -79,7 +79,7 @@ func (s *session) run(ctx context.Context, c Call) Result {
 	var err error
 	switch c.Call {
 	case "health":
-		r, err = s.health(ctx)
+		r, err = s.health(ctx, c)
 	case "query":
 		r, err = s.query(ctx, c)
 	case "resource":
@@ -120,9 +120,9 @@ type session struct {
 	plan *Plan
 }
 
-func (s *session) health(ctx context.Context) (Result, error) {
+func (s *session) health(ctx context.Context, c Call) (Result, error) {
 	req := &pluginv2.CheckHealthRequest{
-		PluginContext: backend.ToProto().PluginContext(s.plan.pluginContext()),
+		PluginContext: backend.ToProto().PluginContext(s.plan.pluginContext(c)),
 		Headers:       map[string]string{},
 	}
 	resp, err := s.diagnostics.CheckHealth(ctx, req)
@@ -142,7 +142,7 @@ func (s *session) query(ctx context.Context, c Call) (Result, error) {
 	if c.FromMs != 0 {
 		from = time.UnixMilli(c.FromMs)
 	}
-	req := &backend.QueryDataRequest{PluginContext: s.plan.pluginContext(), Headers: map[string]string{}}
+	req := &backend.QueryDataRequest{PluginContext: s.plan.pluginContext(c), Headers: map[string]string{}}
 	if c.Format == "json" {
 		req.Format = backend.DataFrameFormat_JSON
 	}
@@ -219,7 +219,7 @@ func (s *session) callResource(ctx context.Context, c Call) (Result, error) {
 	}
 	path, rawQuery, _ := strings.Cut(c.Path, "?")
 	req := &backend.CallResourceRequest{
-		PluginContext: s.plan.pluginContext(),
+		PluginContext: s.plan.pluginContext(c),
 		Path:          strings.TrimPrefix(path, "/"),
 		Method:        method,
 		URL:           strings.TrimPrefix(c.Path, "/"),
@@ -266,7 +266,7 @@ func (s *session) metrics(ctx context.Context) (Result, error) {
 }
 
 func (s *session) subscribe(ctx context.Context, c Call) (Result, error) {
-	req := &backend.SubscribeStreamRequest{PluginContext: s.plan.pluginContext(), Path: c.Path, Data: c.Data}
+	req := &backend.SubscribeStreamRequest{PluginContext: s.plan.pluginContext(c), Path: c.Path, Data: c.Data}
 	resp, err := s.stream.SubscribeStream(ctx, backend.ToProto().SubscribeStreamRequest(req))
 	if err != nil {
 		return Result{}, err
@@ -275,7 +275,7 @@ func (s *session) subscribe(ctx context.Context, c Call) (Result, error) {
 }
 
 func (s *session) publish(ctx context.Context, c Call) (Result, error) {
-	req := &backend.PublishStreamRequest{PluginContext: s.plan.pluginContext(), Path: c.Path, Data: c.Data}
+	req := &backend.PublishStreamRequest{PluginContext: s.plan.pluginContext(c), Path: c.Path, Data: c.Data}
 	resp, err := s.stream.PublishStream(ctx, backend.ToProto().PublishStreamRequest(req))
 	if err != nil {
 		return Result{}, err
@@ -292,7 +292,7 @@ func (s *session) runStream(ctx context.Context, c Call) (Result, error) {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	req := &backend.RunStreamRequest{PluginContext: s.plan.pluginContext(), Path: c.Path, Data: c.Data}
+	req := &backend.RunStreamRequest{PluginContext: s.plan.pluginContext(c), Path: c.Path, Data: c.Data}
 	stream, err := s.stream.RunStream(ctx, backend.ToProto().RunStreamRequest(req))
 	if err != nil {
 		return Result{}, err

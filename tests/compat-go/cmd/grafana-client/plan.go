@@ -43,6 +43,9 @@ type Call struct {
 	Data      json.RawMessage   `json:"data"`
 	Packets   int               `json:"packets"`
 	TimeoutMs int               `json:"timeoutMs"`
+	// LastUpdatedMS, when set, replaces the datasource's for this call, as if it had been
+	// saved again, so instance rebuilding can be tested.
+	LastUpdatedMS int64 `json:"lastUpdatedMS"`
 }
 
 func loadPlan(path string) (*Plan, error) {
@@ -81,7 +84,7 @@ func (p *Plan) validate() error {
 }
 
 // pluginContext builds what Grafana puts in every request for this datasource.
-func (p *Plan) pluginContext() backend.PluginContext {
+func (p *Plan) pluginContext(c Call) backend.PluginContext {
 	pc := backend.PluginContext{
 		OrgID:         max(p.OrgID, 1),
 		PluginID:      p.PluginID,
@@ -99,6 +102,9 @@ func (p *Plan) pluginContext() backend.PluginContext {
 			JSONData:                d.JSONData,
 			DecryptedSecureJSONData: d.SecureJSONData,
 			Updated:                 time.UnixMilli(d.LastUpdatedMS),
+		}
+		if c.LastUpdatedMS != 0 {
+			pc.DataSourceInstanceSettings.Updated = time.UnixMilli(c.LastUpdatedMS)
 		}
 	}
 	return pc
