@@ -120,8 +120,10 @@ def test_slow_query_honours_cancellation(go_build: GoBuild,
     run = grafana_client([
         query({"refId": "S", "queryType": "slow", "sleepMs": 600_000}, timeoutMs=300),
         {"call": "health"},
+        # keeps the session open a little, so the plugin's log line is read before the Kill
+        {"call": "stream", "path": "ticks", "data": {"intervalMs": 50}, "packets": 4},
     ], plugin=go_build.executable, ds=KEYED)
-    slow, health = run.results
+    slow, health, _ = run.results
     assert slow["error"]["code"] == "DeadlineExceeded"
     assert health["status"] == "OK", "the plugin should keep serving after a cancelled query"
     assert "slow query cancelled" in run.stderr
