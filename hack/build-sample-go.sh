@@ -58,6 +58,12 @@ os.replace(out + ".tmp", out)
 PY
 }
 
+# Keep the newest few builds: enough for test sessions still using an older one.
+prune() {
+  find "$1" -mindepth 1 -maxdepth 1 -type d ! -name '*.tmp' -printf '%T@ %p\n' |
+    sort -rn | tail -n +4 | cut -d' ' -f2- | xargs -r rm -rf
+}
+
 build_sample_go() {
   local hash out version zip
   hash="$(source_hash "$PLUGIN_SRC")"
@@ -72,6 +78,7 @@ build_sample_go() {
     cp "$PLUGIN_SRC/plugin.json" "$out.tmp/$PLUGIN_ID/plugin.json"
     make_zip "$out.tmp/$PLUGIN_ID" "$out.tmp/$zip"
     rm -rf "$out" && mv "$out.tmp" "$out"
+    prune "$CACHE_DIR/sample-go"
   fi
   local dist="$PLUGIN_SRC/dist"
   mkdir -p "$dist"
@@ -92,6 +99,7 @@ build_compat_go() {
     rm -rf "$out.tmp" && mkdir -p "$out.tmp"
     (cd "$COMPAT_SRC" && go build -trimpath -ldflags "-s -w" -o "$out.tmp/" ./cmd/...)
     rm -rf "$out" && mv "$out.tmp" "$out"
+    prune "$CACHE_DIR/compat-go"
   fi
   echo "GRAFANA_CLIENT=$out/grafana-client"
   echo "FRAME_JSON_BENCH=$out/frame-json-bench"
