@@ -8,6 +8,7 @@ deleted at the end. Each test gets a namespace of its own.
 from __future__ import annotations
 
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,8 @@ from pathlib import Path
 import pytest
 
 from tests.support.kube import CRDS, HACK, ControlPlane
+
+CRD_KINDS = ("plugin", "datasourceinstance")
 
 
 def _kubectl_binary() -> Path:
@@ -49,6 +52,14 @@ def crds(control_plane: ControlPlane) -> ControlPlane:
     control_plane.kubectl("wait", "--for=condition=Established", "--timeout=60s",
                           "crd/plugins.plugin-operator.dev",
                           "crd/datasourceinstances.plugin-operator.dev")
+    # The OpenAPI document that kubectl explain reads is published a moment after the CRDs
+    # are Established; wait for it so tests never see a half-installed API.
+    deadline = time.monotonic() + 60
+    while any(control_plane.kubectl("explain", f"{kind}.status.conditions",
+                                    check=False).returncode for kind in CRD_KINDS):
+        if time.monotonic() > deadline:
+            pytest.fail("the CRDs never appeared in the apiserver's OpenAPI document")
+        time.sleep(0.2)
     return control_plane
 
 
