@@ -13,8 +13,8 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV" || die "could not create a virtualenv; install python3-venv"
 fi
 stamp="$VENV/.installed"
-want="$(cat "$REPO_ROOT/pyproject.toml" "$REPO_ROOT"/hatch_build.py \
-  "$REPO_ROOT"/operator/plugin_operator/protocol/proto/*.proto 2>/dev/null | sha256sum | cut -c1-64)"
+want="$(cd "$REPO_ROOT" && find pyproject.toml hatch_build.py operator/plugin_operator/protocol/proto \
+  -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-64)"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   log "installing plugin-operator and its dev tools into $VENV"
   "$VENV/bin/pip" install --quiet --upgrade pip
