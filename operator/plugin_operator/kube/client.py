@@ -19,12 +19,16 @@ class ClusterUnreachableError(RuntimeError):
     """No usable cluster configuration was found."""
 
 
+def _in_cluster() -> bool:
+    return IN_CLUSTER_TOKEN.exists()
+
+
 async def api_client(kubeconfig: str | None = None) -> client.ApiClient:
     """A configured API client; the caller closes it (``async with`` works)."""
     configuration = client.Configuration()
     path = kubeconfig or os.environ.get("KUBECONFIG")
     try:
-        if path is None and IN_CLUSTER_TOKEN.exists():
+        if path is None and _in_cluster():
             config.load_incluster_config(client_configuration=configuration)
         else:
             await config.load_kube_config(config_file=path,
