@@ -112,6 +112,19 @@ def install(source: str, dest: Path, sha256: str | None = None,
     return InstalledPackage(dest, digest, size)
 
 
+def download(source: str, target: Path, sha256: str | None = None,
+             max_bytes: int = ExtractionLimits().max_total_bytes,
+             timeout: float = DOWNLOAD_TIMEOUT_SECONDS) -> tuple[str, int]:
+    """Fetch ``source`` to ``target`` as is, checking the pinned digest; atomic: ``target``
+    appears only when complete and correct. Returns (sha256, size)."""
+    expected = normalise_sha256(sha256)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{target.name}.fetch-", dir=target.parent) as work, \
+            _downloaded(source, Path(work), expected, max_bytes, timeout) as (path, digest, size):
+        os.replace(path, target)
+    return digest, size
+
+
 def install_bytes(data: bytes, dest: Path, sha256: str | None = None,
                   limits: ExtractionLimits | None = None) -> InstalledPackage:
     """Like :func:`install` for an archive already in memory (e.g. ConfigMap binaryData)."""
@@ -130,4 +143,5 @@ def install_bytes(data: bytes, dest: Path, sha256: str | None = None,
     return InstalledPackage(dest, digest, len(data))
 
 
-__all__ = ["ArchiveError", "FetchError", "InstalledPackage", "install", "install_bytes"]
+__all__ = ["ArchiveError", "FetchError", "InstalledPackage", "download", "install",
+           "install_bytes"]

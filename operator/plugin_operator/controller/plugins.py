@@ -1,0 +1,348 @@
+"""Reconcile one Plugin: package, pods, Service, status and events.
+
+Every pass starts from the Plugin, its pods and its Service as the apiserver has them now,
+and does only what the difference calls for. Kopf's watch events and timers decide *when* a
+pass runs (see handlers.py); this module decides *what* it does.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from plugin_operator.controller import metrics
+from plugin_operator.controller.backoff import Backoff
+from plugin_operator.controller.config import OperatorConfig
+from plugin_operator.controller.events import EventRecorder
+from plugin_operator.controller.packages import (
+    BytesInput,
+    PackageError,
+    PackagePipeline,
+    UrlInput,
+    VerifiedPackage,
+)
+from plugin_operator.controller.planner import DeleteReason, ObservedPod, observe_pod, plan_pods
+from plugin_operator.controller.podspec import (
+    Artifact,
+    PluginRef,
+    backend_pod,
+    backend_service,
+    spec_hash,
+)
+from plugin_operator.controller.status import (
+    Phase,
+    backend_phase,
+    condition,
+    is_newer,
+    latest_failure,
+    phase_message,
+)
+from plugin_operator.kube.rest import ConflictError, KubeApi, NotFoundError, core_path, group_path
+from plugin_operator.models import naming
+from plugin_operator.models.resources import (
+    API_VERSION,
+    PLUGIN_PLURAL,
+    ConfigMapSource,
+    ImageSource,
+    Mode,
+    PluginSpec,
+    SpecError,
+    UrlSource,
+    parse_plugin_spec,
+)
+
+log = logging.getLogger(__name__)
+
+RESYNC_SECONDS = 30.0
+NOT_READY_RECHECK_SECONDS = 5.0
+SIGNATURE_CODES = {"signatureMissing", "signatureInvalid", "signatureModified"}
+
+
+@dataclass(frozen=True)
+class PluginKey:
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+def plugin_path(key: PluginKey, subresource: str | None = None) -> str:
+    return group_path(API_VERSION, key.namespace, PLUGIN_PLURAL, key.name, subresource)
+
+
+class PluginService:
+    def __init__(self, kube: KubeApi, config: OperatorConfig, pipeline: PackagePipeline,
+                 backoff: Backoff, events: EventRecorder,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self.kube = kube
+        self.config = config
+        self.pipeline = pipeline
+        self.backoff = backoff
+        self.events = events
+        self.clock = clock
+
+    async def reconcile(self, key: PluginKey) -> float | None:
+        """One pass; returns seconds until the next one should run (None: on events only)."""
+        obj = await self.kube.get_or_none(plugin_path(key))
+        if obj is None or obj["metadata"].get("deletionTimestamp"):
+            self.backoff.forget(str(key))
+            metrics.LAST_SEEN.plugin_phases.pop(str(key), None)
+            return None
+        with metrics.RECONCILE_SECONDS.labels("Plugin").time():
+            try:
+                result = await self._reconcile(key, obj)
+            except Exception:
+                metrics.RECONCILES.labels("Plugin", "error").inc()
+                raise
+        metrics.RECONCILES.labels("Plugin", "ok").inc()
+        return result
+
+    async def _reconcile(self, key: PluginKey, obj: dict[str, Any]) -> float | None:
+        now = self.clock()
+        generation = int(obj["metadata"].get("generation", 1))
+        status: dict[str, Any] = dict(obj.get("status") or {})
+        try:
+            spec = parse_plugin_spec(obj.get("spec") or {})
+        except SpecError as exc:
+            await self._reject(key, obj, "specInvalid", f"{exc}; fix the Plugin's spec", None)
+            return None
+        ref = PluginRef(key.namespace, key.name, obj["metadata"]["uid"])
+        try:
+            package = await self._package(key, spec, status, generation)
+        except PackageError as exc:
+            if exc.retryable:
+                return await self._pending(key, obj, exc, generation)
+            await self._reject(key, obj, exc.code, exc.message, exc)
+            return None
+        if spec.mode is Mode.SIDECAR:
+            # The sidecar service owns sidecar Plugins' status and placement; pods of an
+            # earlier Pod-mode life go away.
+            await self._delete_all_pods(key)
+            return None
+        return await self._run_pods(key, ref, obj, spec, package, now, generation)
+
+    async def _package(self, key: PluginKey, spec: PluginSpec, status: Mapping[str, Any],
+                       generation: int) -> VerifiedPackage:
+        source = spec.source
+        if isinstance(source, ImageSource):
+            raise PackageError("sourceUnsupported",
+                               "spec.source.image is not supported by this version of the "
+                               "operator, which must verify a package before it runs it; "
+                               "publish the plugin as a zip and use spec.source.url or "
+                               "configMapRef")
+        if isinstance(source, UrlSource):
+            known = str((status.get("artifact") or {}).get("sha256") or "")
+            # An unpinned URL is fetched once per spec generation, not on every pass.
+            reuse = (not source.sha256 and known and
+                     status.get("observedGeneration") == generation and
+                     self.pipeline.store.has(known))
+            artifact = (Artifact(known, self.pipeline.store.size(known)) if reuse
+                        else await self.pipeline.fetch(UrlInput(source.url, source.sha256)))
+        else:
+            artifact = await self.pipeline.fetch(await self._configmap_bytes(key, source))
+        return await self.pipeline.verify(artifact, spec)
+
+    async def _configmap_bytes(self, key: PluginKey, source: ConfigMapSource) -> BytesInput:
+        origin = f"ConfigMap {key.namespace}/{source.name} key {source.key}"
+        try:
+            cm = await self.kube.get(core_path(key.namespace, "configmaps", source.name))
+        except NotFoundError:
+            raise PackageError("sourceNotFound", f"{origin} does not exist; create it (kubectl "
+                               f"create configmap {source.name} --from-file={source.key}=...)",
+                               retryable=True) from None
+        if source.key in (cm.get("binaryData") or {}):
+            data = base64.b64decode(cm["binaryData"][source.key])
+        elif source.key in (cm.get("data") or {}):
+            data = cm["data"][source.key].encode()
+        else:
+            raise PackageError("sourceNotFound", f"{origin}: the ConfigMap has no such key",
+                               retryable=True)
+        return BytesInput(data, source.sha256, origin)
+
+    async def _run_pods(self, key: PluginKey, ref: PluginRef, obj: dict[str, Any],
+                        spec: PluginSpec, package: VerifiedPackage, now: datetime,
+                        generation: int) -> float | None:
+        status: dict[str, Any] = dict(obj.get("status") or {})
+        wanted_hash = spec_hash(spec, package.artifact, self.config)
+        pods = [observe_pod(p) for p in await self._pods(key)]
+        plan = plan_pods(spec.replicas, wanted_hash, pods, now,
+                         self.backoff.remaining(str(key)))
+
+        restarts = int(status.get("restarts") or 0)
+        failure = latest_failure(pods)
+        for deletion in plan.delete:
+            if deletion.reason is DeleteReason.FAILED:
+                restarts += 1
+                delay = self.backoff.record_failure(str(key))
+                metrics.BACKEND_RESTARTS.labels(key.namespace, key.name).inc()
+                why = deletion.pod.reason or deletion.pod.phase
+                self.events.emit(obj, "Warning", "BackendReplaced",
+                                 f"pod {deletion.pod.name} failed ({why}); a new pod follows "
+                                 f"in {delay:.0f}s")
+            await self.kube.delete(core_path(key.namespace, "pods", deletion.pod.name),
+                                   grace_period_seconds=0 if deletion.force else None,
+                                   uid=deletion.pod.uid)
+        for pod in pods:
+            if pod.alive and pod.restarts > pod.restarts_counted:
+                restarts += pod.restarts - pod.restarts_counted
+                metrics.BACKEND_RESTARTS.labels(key.namespace, key.name).inc(
+                    pod.restarts - pod.restarts_counted)
+                await self._mark_restarts_counted(key, pod)
+        for ordinal in plan.create:
+            try:
+                await self.kube.create(core_path(key.namespace, "pods"),
+                                       backend_pod(ref, spec, package.artifact, self.config,
+                                                   ordinal))
+            except ConflictError:
+                log.debug("pod %s/%d exists already", key, ordinal)
+        if plan.create and plan.rolling:
+            self.events.emit(obj, "Normal", "RollingUpdate",
+                             f"starting a backend of the new spec ({wanted_hash[:10]})")
+        await self.kube.apply(core_path(key.namespace, "services", naming.service_name(key.name)),
+                              backend_service(ref, spec))
+
+        alive = [p for p in pods if p.alive]
+        ready = sum(p.ready for p in alive)
+        phase = backend_phase(spec.replicas, ready, alive + [p for p in pods if p.terminal])
+        self.backoff.observe_health(str(key), ready >= spec.replicas)
+        new_status = self._verified_status(status, package, generation, now)
+        new_status.update({
+            "phase": str(phase),
+            "message": phase_message(phase, spec.replicas, ready, pods),
+            "serviceName": naming.service_name(key.name),
+            "replicas": len(alive),
+            "readyReplicas": ready,
+            "restarts": restarts,
+        })
+        if failure is not None and is_newer(failure, status.get("lastFailure"), now):
+            new_status["lastFailure"] = failure.as_status(now)
+            self.events.emit(obj, "Warning", "BackendCrashed",
+                             f"backend in pod {failure.pod} exited with code "
+                             f"{failure.termination.exit_code} ({failure.termination.reason})"
+                             + (f": {failure.termination.message.splitlines()[-1]}"
+                                if failure.termination.message else ""))
+        new_status["conditions"] = [
+            *[c for c in new_status["conditions"] if c["type"] != "BackendReady"],
+            condition(status.get("conditions") or [], "BackendReady",
+                      ready >= spec.replicas and spec.replicas > 0,
+                      "Ready" if ready >= spec.replicas else str(phase),
+                      new_status["message"], generation, now),
+        ]
+        await self._write_status(key, obj, new_status)
+        if plan.waiting_for_backoff:
+            return self.backoff.remaining(str(key))
+        return RESYNC_SECONDS if ready >= spec.replicas else NOT_READY_RECHECK_SECONDS
+
+    def _verified_status(self, status: Mapping[str, Any], package: VerifiedPackage,
+                         generation: int, now: datetime) -> dict[str, Any]:
+        signature = package.signature
+        previous = status.get("conditions") or []
+        plugin = package.plugin
+        return {
+            "observedGeneration": generation,
+            "signature": {"status": str(signature.status),
+                          "type": str(signature.type or ""),
+                          "org": signature.org_name or signature.org or "",
+                          "keyId": signature.key_id or "", "errorCode": ""},
+            "plugin": {"type": plugin.type, "name": plugin.name, "backend": plugin.backend,
+                       "executable": package.executable, "streaming": plugin.streaming,
+                       "alerting": plugin.alerting},
+            "artifact": {"sha256": package.artifact.sha256, "size": package.artifact.size,
+                         "url": package.artifact.url(self.config)},
+            "lastFailure": status.get("lastFailure"),
+            "conditions": [
+                condition(previous, "SignatureValid", True, "Verified",
+                          f"signature {signature.status}"
+                          + (f" ({signature.type}, {signature.org_name or signature.org})"
+                             if signature.type else ""), generation, now),
+                condition(previous, "Registered", True, "Registered",
+                          f"{plugin.id} {plugin.version} is registered", generation, now),
+            ],
+        }
+
+    async def _pods(self, key: PluginKey) -> list[dict[str, Any]]:
+        return await self.kube.list(f"/api/v1/namespaces/{key.namespace}/pods",
+                                    label_selector=f"{naming.LABEL_PLUGIN}={key.name}")
+
+    async def _mark_restarts_counted(self, key: PluginKey, pod: ObservedPod) -> None:
+        try:
+            await self.kube.merge_patch(core_path(key.namespace, "pods", pod.name), {
+                "metadata": {"annotations": {naming.ANNOTATION_RESTARTS: str(pod.restarts)}}})
+        except NotFoundError:
+            return
+
+    async def _delete_all_pods(self, key: PluginKey) -> None:
+        for pod in await self._pods(key):
+            await self.kube.delete(core_path(key.namespace, "pods", pod["metadata"]["name"]),
+                                   uid=pod["metadata"]["uid"])
+
+    async def _pending(self, key: PluginKey, obj: dict[str, Any], error: PackageError,
+                       generation: int) -> float:
+        delay = self.backoff.record_failure(f"package:{key}")
+        status = dict(obj.get("status") or {})
+        message = f"{error.message} (retrying in {delay:.0f}s)"
+        if status.get("phase") != Phase.PENDING or status.get("message") != message:
+            self.events.emit(obj, "Warning", "FetchFailed", error.message)
+        status.update({"phase": str(Phase.PENDING), "message": message,
+                       "observedGeneration": generation})
+        await self._write_status(key, obj, status)
+        return delay
+
+    async def _reject(self, key: PluginKey, obj: dict[str, Any], code: str, message: str,
+                      error: PackageError | None) -> None:
+        now = self.clock()
+        generation = int(obj["metadata"].get("generation", 1))
+        status = dict(obj.get("status") or {})
+        previous = status.get("conditions") or []
+        signature_problem = code in SIGNATURE_CODES
+        new_status: dict[str, Any] = {
+            "phase": str(Phase.REJECTED),
+            "message": f"[{code}] {message}",
+            "observedGeneration": generation,
+            "replicas": 0,
+            "readyReplicas": 0,
+            "restarts": int(status.get("restarts") or 0),
+            "lastFailure": status.get("lastFailure"),
+            "conditions": [
+                condition(previous, "SignatureValid", False if signature_problem else None,
+                          code if signature_problem else "NotChecked", message, generation, now),
+                condition(previous, "Registered", False, code, message, generation, now),
+                condition(previous, "BackendReady", False, "Rejected",
+                          "nothing runs for a rejected plugin", generation, now),
+            ],
+        }
+        if error is not None and error.signature is not None:
+            signature = error.signature
+            new_status["signature"] = {"status": str(signature.status),
+                                       "type": str(signature.type or ""),
+                                       "org": signature.org_name or signature.org or "",
+                                       "keyId": signature.key_id or "", "errorCode": code}
+        if error is not None and error.artifact is not None:
+            new_status["artifact"] = {"sha256": error.artifact.sha256,
+                                      "size": error.artifact.size}
+        if status.get("phase") != Phase.REJECTED or status.get("message") != \
+                new_status["message"]:
+            self.events.emit(obj, "Warning", "Rejected", f"[{code}] {message}")
+        await self._delete_all_pods(key)
+        await self.kube.delete(core_path(key.namespace, "services",
+                                         naming.service_name(key.name)))
+        await self._write_status(key, obj, new_status)
+
+    async def _write_status(self, key: PluginKey, obj: Mapping[str, Any],
+                            new_status: dict[str, Any]) -> None:
+        cleaned = {k: v for k, v in new_status.items() if v is not None}
+        metrics.LAST_SEEN.plugin_phases[str(key)] = str(cleaned.get("phase", ""))
+        if cleaned == obj.get("status"):
+            return
+        # A merge patch would keep fields we dropped (e.g. an old lastFailure set to None),
+        # so absent fields are sent as explicit nulls.
+        patch = {**{k: None for k in (obj.get("status") or {}) if k not in cleaned}, **cleaned}
+        try:
+            await self.kube.merge_patch(plugin_path(key, "status"), {"status": patch})
+        except NotFoundError:
+            return

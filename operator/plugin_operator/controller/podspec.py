@@ -1,0 +1,225 @@
+"""The manifests of a Plugin's backend: its pods, its Service, and its sidecar containers.
+
+Pure functions of the Plugin, the verified artifact and the operator's settings. The same
+inputs always give the same manifest and the same spec hash, which is what makes rolling
+updates and duplicate-free restarts work.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from plugin_operator.controller.config import OperatorConfig
+from plugin_operator.models import naming
+from plugin_operator.models.resources import API_VERSION, PluginSpec
+
+RUN_AS_USER = 65532
+PLUGIN_VOLUME = "plugin"
+TMP_VOLUME = "tmp"
+# The workload that receives sidecars may have a "tmp" volume of its own.
+SIDECAR_TMP_VOLUME = "plugin-operator-tmp"
+# The init step installs into a sub-folder, because the archive's install is atomic
+# (extracted beside the target and renamed) and needs the mount's root to rename in.
+PLUGIN_DIR = f"{naming.PLUGIN_MOUNT}/current"
+
+
+@dataclass(frozen=True)
+class Artifact:
+    sha256: str
+    size: int
+
+    def url(self, config: OperatorConfig) -> str:
+        return f"{config.artifacts_url.rstrip('/')}/artifacts/{self.sha256}"
+
+
+@dataclass(frozen=True)
+class PluginRef:
+    """The identity of the Plugin object that owns what is built here."""
+
+    namespace: str
+    name: str
+    uid: str
+
+    def owner_reference(self) -> dict[str, Any]:
+        return {"apiVersion": API_VERSION, "kind": "Plugin", "name": self.name,
+                "uid": self.uid, "controller": True, "blockOwnerDeletion": True}
+
+
+def _container_security() -> dict[str, Any]:
+    # Pod Security Standard "restricted", field by field.
+    return {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"}}
+
+
+def _fetch_container(name: str, spec_artifact: Artifact, config: OperatorConfig,
+                     volume: str, tmp_volume: str = TMP_VOLUME) -> dict[str, Any]:
+    return {
+        "name": name,
+        "image": config.image,
+        "imagePullPolicy": config.image_pull_policy,
+        "args": ["fetch", spec_artifact.url(config), "--sha256", spec_artifact.sha256,
+                 "--dest", PLUGIN_DIR],
+        "securityContext": _container_security(),
+        "resources": {"requests": {"cpu": "10m", "memory": "32Mi"},
+                      "limits": {"memory": "256Mi"}},
+        "volumeMounts": [{"name": volume, "mountPath": naming.PLUGIN_MOUNT},
+                         {"name": tmp_volume, "mountPath": "/tmp"}],
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+
+
+def _backend_container(name: str, spec: PluginSpec, config: OperatorConfig, volume: str,
+                       grpc_port: int, http_port: int,
+                       tmp_volume: str = TMP_VOLUME) -> dict[str, Any]:
+    args = ["host", PLUGIN_DIR, "--grpc-port", str(grpc_port), "--http-port", str(http_port),
+            "--termination-log", naming.TERMINATION_LOG]
+    for key, value in sorted(spec.config.items()):
+        args += ["--setting", f"{key}={value}"]
+    container: dict[str, Any] = {
+        "name": name,
+        "image": config.image,
+        "imagePullPolicy": config.image_pull_policy,
+        "args": args,
+        "ports": [{"name": naming.GRPC_PORT_NAME if grpc_port == naming.GRPC_PORT
+                   else f"grpc-{grpc_port}", "containerPort": grpc_port, "protocol": "TCP"},
+                  {"name": naming.HTTP_PORT_NAME if http_port == naming.HTTP_PORT
+                   else f"http-{http_port}", "containerPort": http_port, "protocol": "TCP"}],
+        "env": [{"name": k, "value": v} for k, v in spec.env],
+        # The host probes the plugin's own grpc.health "plugin" service, which is what
+        # Grafana's plugin client treats as "started".
+        "readinessProbe": {"grpc": {"port": grpc_port, "service": "plugin"},
+                           "periodSeconds": 1, "timeoutSeconds": 1, "failureThreshold": 2},
+        "livenessProbe": {"httpGet": {"path": "/healthz", "port": http_port},
+                          "periodSeconds": 10, "timeoutSeconds": 2, "failureThreshold": 3},
+        "terminationMessagePath": naming.TERMINATION_LOG,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "securityContext": _container_security(),
+        "volumeMounts": [{"name": volume, "mountPath": naming.PLUGIN_MOUNT, "readOnly": True},
+                         {"name": tmp_volume, "mountPath": "/tmp"}],
+    }
+    if spec.resources:
+        container["resources"] = {k: dict(v) for k, v in spec.resources.items()}
+    return container
+
+
+def spec_hash(spec: PluginSpec, artifact: Artifact, config: OperatorConfig) -> str:
+    """What a backend pod is built from; pods with another hash are rolled."""
+    inputs = {"artifact": artifact.sha256, "image": config.image,
+              "pull": config.image_pull_policy, "artifactsUrl": config.artifacts_url,
+              "resources": spec.resources, "env": spec.env, "config": spec.config}
+    encoded = json.dumps(inputs, sort_keys=True, default=list).encode()
+    return hashlib.sha256(encoded).hexdigest()[:16]
+
+
+def backend_pod(plugin: PluginRef, spec: PluginSpec, artifact: Artifact,
+                config: OperatorConfig, ordinal: int) -> dict[str, Any]:
+    digest = spec_hash(spec, artifact, config)
+    labels = naming.backend_labels(plugin.name, spec.plugin_id)
+    labels[naming.LABEL_ARTIFACT] = artifact.sha256[:16]
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": naming.pod_name(plugin.name, digest, ordinal),
+            "namespace": plugin.namespace,
+            "labels": labels,
+            "annotations": {naming.ANNOTATION_SPEC_HASH: digest,
+                            naming.ANNOTATION_RESTARTS: "0"},
+            "ownerReferences": [plugin.owner_reference()],
+        },
+        "spec": {
+            "automountServiceAccountToken": False,
+            "enableServiceLinks": False,
+            "restartPolicy": "Always",
+            "terminationGracePeriodSeconds": 10,
+            "securityContext": {"runAsNonRoot": True, "runAsUser": RUN_AS_USER,
+                                "runAsGroup": RUN_AS_USER, "fsGroup": RUN_AS_USER,
+                                "seccompProfile": {"type": "RuntimeDefault"}},
+            "initContainers": [_fetch_container(naming.FETCH_CONTAINER, artifact, config,
+                                                PLUGIN_VOLUME)],
+            "containers": [_backend_container(naming.BACKEND_CONTAINER, spec, config,
+                                              PLUGIN_VOLUME, naming.GRPC_PORT,
+                                              naming.HTTP_PORT)],
+            "volumes": [{"name": PLUGIN_VOLUME, "emptyDir": {"sizeLimit": "1Gi"}},
+                        {"name": TMP_VOLUME, "emptyDir": {"sizeLimit": "256Mi"}}],
+        },
+    }
+
+
+def backend_service(plugin: PluginRef, spec: PluginSpec) -> dict[str, Any]:
+    labels = naming.backend_labels(plugin.name, spec.plugin_id)
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": naming.service_name(plugin.name), "namespace": plugin.namespace,
+                     "labels": labels, "ownerReferences": [plugin.owner_reference()]},
+        "spec": {
+            "selector": {naming.LABEL_PLUGIN: plugin.name,
+                         naming.LABEL_COMPONENT: naming.COMPONENT_BACKEND},
+            "ports": [{"name": naming.GRPC_PORT_NAME, "port": naming.GRPC_PORT,
+                       "targetPort": naming.GRPC_PORT_NAME, "protocol": "TCP",
+                       "appProtocol": "grpc"},
+                      {"name": naming.HTTP_PORT_NAME, "port": naming.HTTP_PORT,
+                       "targetPort": naming.HTTP_PORT_NAME, "protocol": "TCP"}],
+        },
+    }
+
+
+@dataclass(frozen=True)
+class Sidecar:
+    """One Sidecar-mode Plugin placed in a workload's pod template."""
+
+    plugin_name: str
+    spec: PluginSpec
+    artifact: Artifact
+    slot: int  # gRPC at SIDECAR_GRPC_BASE + slot, HTTP at SIDECAR_HTTP_BASE + slot
+
+    @property
+    def grpc_port(self) -> int:
+        return naming.SIDECAR_GRPC_BASE + self.slot
+
+
+def assign_slots(wanted: list[str], current: dict[str, int]) -> dict[str, int]:
+    """Ports for the sidecars of one pod template: a plugin keeps its slot while it stays,
+    new ones take the lowest free slots, so adding a sidecar never renumbers the others."""
+    kept = {name: port - naming.SIDECAR_GRPC_BASE for name, port in current.items()
+            if name in wanted and 0 <= port - naming.SIDECAR_GRPC_BASE < naming.MAX_SIDECARS}
+    used = set(kept.values())
+    slots = dict(kept)
+    free = (s for s in range(naming.MAX_SIDECARS) if s not in used)
+    for name in sorted(wanted):
+        if name not in slots:
+            slots[name] = next(free)
+    return slots
+
+
+def sidecar_apply_patch(kind: str, namespace: str, name: str, sidecars: list[Sidecar],
+                        config: OperatorConfig) -> dict[str, Any]:
+    """The server-side apply body that makes ``sidecars`` exactly our part of the workload's
+    pod template; applying it with no sidecars removes every one we added before."""
+    init_containers, containers, volumes = [], [], []
+    for sidecar in sorted(sidecars, key=lambda s: s.plugin_name):
+        volume = naming.sidecar_volume_name(sidecar.plugin_name)
+        init_containers.append(_fetch_container(
+            naming.sidecar_fetch_container_name(sidecar.plugin_name), sidecar.artifact, config,
+            volume, SIDECAR_TMP_VOLUME))
+        containers.append(_backend_container(
+            naming.sidecar_container_name(sidecar.plugin_name), sidecar.spec, config, volume,
+            naming.SIDECAR_GRPC_BASE + sidecar.slot, naming.SIDECAR_HTTP_BASE + sidecar.slot,
+            SIDECAR_TMP_VOLUME))
+        volumes.append({"name": volume, "emptyDir": {"sizeLimit": "1Gi"}})
+    if sidecars:
+        volumes.append({"name": SIDECAR_TMP_VOLUME, "emptyDir": {"sizeLimit": "256Mi"}})
+    annotation = json.dumps({s.plugin_name: s.grpc_port for s in sidecars}, sort_keys=True)
+    template: dict[str, Any] = {
+        "metadata": {"annotations": {naming.ANNOTATION_SIDECARS: annotation}},
+        "spec": {"initContainers": init_containers, "containers": containers,
+                 "volumes": volumes},
+    }
+    return {"apiVersion": "apps/v1", "kind": kind,
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"template": template}}

@@ -1,0 +1,89 @@
+"""Status of Plugins and DataSourceInstances, rebuilt from what exists on every pass."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from plugin_operator.controller.planner import ObservedPod, Termination
+
+
+class Phase(enum.StrEnum):
+    PENDING = "Pending"
+    VERIFYING = "Verifying"
+    REJECTED = "Rejected"
+    STARTING = "Starting"
+    RUNNING = "Running"
+    DEGRADED = "Degraded"
+    TERMINATING = "Terminating"
+
+
+def timestamp(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def condition(previous: Sequence[Mapping[str, Any]], type_: str, status: bool | None,
+              reason: str, message: str, generation: int, now: datetime) -> dict[str, Any]:
+    """A standard condition; its transition time moves only when its status does."""
+    value = "Unknown" if status is None else ("True" if status else "False")
+    old = next((c for c in previous if c.get("type") == type_), None)
+    since = old["lastTransitionTime"] if old and old.get("status") == value and \
+        old.get("lastTransitionTime") else timestamp(now)
+    return {"type": type_, "status": value, "reason": reason, "message": message,
+            "lastTransitionTime": since, "observedGeneration": generation}
+
+
+@dataclass(frozen=True)
+class Failure:
+    pod: str
+    termination: Termination
+
+    def as_status(self, now: datetime) -> dict[str, Any]:
+        finished = self.termination.finished_at
+        return {"pod": self.pod, "exitCode": self.termination.exit_code,
+                "reason": self.termination.reason or "Error",
+                "message": self.termination.message[-2048:],
+                "time": timestamp(finished or now)}
+
+
+def latest_failure(pods: Sequence[ObservedPod]) -> Failure | None:
+    """The most recent backend termination that was not a clean exit."""
+    failures = [Failure(p.name, p.last_termination) for p in pods
+                if p.last_termination is not None
+                and (p.last_termination.exit_code != 0 or p.phase == "Failed")]
+    failures += [Failure(p.name, Termination(1, p.reason or "Failed", "", None))
+                 for p in pods if p.phase == "Failed" and p.last_termination is None]
+    if not failures:
+        return None
+    return max(failures, key=lambda f: f.termination.finished_at.timestamp()
+               if f.termination.finished_at else 0.0)
+
+
+def is_newer(failure: Failure, previous: Mapping[str, Any] | None, now: datetime) -> bool:
+    if not previous:
+        return True
+    new = failure.as_status(now)
+    return bool(new["time"] > str(previous.get("time", "")) or (
+        new["time"] == previous.get("time") and new["pod"] != previous.get("pod")))
+
+
+def backend_phase(wanted: int, ready: int, pods: Sequence[ObservedPod]) -> Phase:
+    if ready >= wanted:
+        return Phase.RUNNING
+    troubled = any(p.restarts or p.terminal or p.waiting_reason in (
+        "CrashLoopBackOff", "ErrImagePull", "ImagePullBackOff", "CreateContainerConfigError")
+        for p in pods)
+    return Phase.DEGRADED if ready > 0 or troubled else Phase.STARTING
+
+
+def phase_message(phase: Phase, wanted: int, ready: int, pods: Sequence[ObservedPod]) -> str:
+    if phase is Phase.RUNNING:
+        return f"{ready} of {wanted} backends ready"
+    waiting = sorted({p.waiting_reason for p in pods if p.waiting_reason})
+    detail = f" (containers waiting: {', '.join(waiting)})" if waiting else ""
+    if phase is Phase.STARTING:
+        return f"starting: {ready} of {wanted} backends ready{detail}"
+    return f"{ready} of {wanted} backends ready{detail}; see status.lastFailure and events"
