@@ -1,0 +1,164 @@
+"""Who is calling and what they may do: bearer tokens, RBAC attributes, decision caching.
+
+The reviews themselves (TokenReview, SubjectAccessReview) are I/O and come in as
+callables, so this module stays pure and testable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from plugin_operator.models.resources import DATASOURCE_PLURAL, GROUP, PLUGIN_PLURAL
+
+from .errors import forbidden, unauthorized
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+QUERY_VERB = "query"
+
+
+@dataclass(frozen=True)
+class Identity:
+    username: str
+    uid: str = ""
+    groups: tuple[str, ...] = ()
+    extra: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    @property
+    def anonymous(self) -> bool:
+        return not self.username
+
+
+ANONYMOUS = Identity("")
+
+
+@dataclass(frozen=True)
+class Permission:
+    """One RBAC check: ``verb`` on ``resource`` (named ``name``) in ``namespace``."""
+
+    verb: str
+    resource: str
+    namespace: str
+    name: str = ""
+    subresource: str = ""
+    group: str = GROUP
+
+
+def query_datasource(namespace: str, name: str) -> Permission:
+    return Permission(QUERY_VERB, DATASOURCE_PLURAL, namespace, name)
+
+
+def query_plugin(namespace: str, name: str) -> Permission:
+    """App plugin calls (resources, health, streams) and plugin-scoped streams."""
+    return Permission(QUERY_VERB, PLUGIN_PLURAL, namespace, name)
+
+
+def read_plugin(namespace: str, name: str) -> Permission:
+    """Plugin facts, frontend files and metrics: what ``kubectl get plugin`` already shows."""
+    return Permission("get", PLUGIN_PLURAL, namespace, name)
+
+
+class TtlCache(Generic[K, V]):
+    """A small bounded cache whose entries expire ``ttl`` seconds after they were stored."""
+
+    def __init__(self, ttl: float, max_entries: int = 10_000,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._clock = clock
+        self._entries: OrderedDict[K, tuple[float, V]] = OrderedDict()
+
+    def get(self, key: K) -> V | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        if entry[0] <= self._clock():
+            del self._entries[key]
+            return None
+        return entry[1]
+
+    def put(self, key: K, value: V) -> None:
+        self._entries[key] = (self._clock() + self.ttl, value)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+
+
+def bearer_token(headers: Mapping[str, str]) -> str | None:
+    """The token of an ``Authorization: Bearer`` header; None when there is no header."""
+    value = headers.get("Authorization")
+    if value is None:
+        return None
+    scheme, _, token = value.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise unauthorized("the Authorization header must be 'Bearer <Kubernetes token>'")
+    return token.strip()
+
+
+TokenReviewer = Callable[[str], Awaitable[Identity | None]]
+AccessReviewer = Callable[[Identity, Permission], Awaitable[bool]]
+
+
+@dataclass
+class Gatekeeper:
+    """Authenticates callers and authorizes their calls, caching both decisions briefly.
+
+    With ``anonymous`` set, requests without a token are served as nobody; requests with a
+    token are still checked, so a bad token never passes silently."""
+
+    review_token: TokenReviewer | None
+    review_access: AccessReviewer | None
+    anonymous: bool = False
+    ttl_seconds: float = 10.0
+    clock: Callable[[], float] = time.monotonic
+    _identities: TtlCache[str, Identity | None] = field(init=False)
+    _decisions: TtlCache[tuple[Identity, Permission], bool] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._identities = TtlCache(self.ttl_seconds, clock=self.clock)
+        self._decisions = TtlCache(self.ttl_seconds, clock=self.clock)
+        if not self.anonymous and (self.review_token is None or self.review_access is None):
+            raise ValueError("without anonymous access the gateway needs TokenReview and "
+                             "SubjectAccessReview (a Kubernetes API connection)")
+
+    async def authenticate(self, headers: Mapping[str, str]) -> Identity:
+        token = bearer_token(headers)
+        if token is None:
+            if self.anonymous:
+                return ANONYMOUS
+            raise unauthorized("no bearer token; send 'Authorization: Bearer <token>' with a "
+                               "Kubernetes ServiceAccount or user token")
+        if self.review_token is None:
+            raise unauthorized("tokens cannot be checked: the gateway runs without a "
+                               "Kubernetes API connection")
+        digest = hashlib.sha256(token.encode()).hexdigest()
+        identity = self._identities.get(digest)
+        if identity is None:
+            identity = await self.review_token(token)
+            self._identities.put(digest, identity)
+        if identity is None:
+            raise unauthorized("the token was rejected by the Kubernetes API (TokenReview)")
+        return identity
+
+    async def allowed(self, identity: Identity, permission: Permission) -> bool:
+        if identity.anonymous:
+            return self.anonymous
+        if self.review_access is None:
+            return False
+        decision = self._decisions.get((identity, permission))
+        if decision is None:
+            decision = await self.review_access(identity, permission)
+            self._decisions.put((identity, permission), decision)
+        return decision
+
+    async def authorize(self, identity: Identity, permission: Permission) -> None:
+        if not await self.allowed(identity, permission):
+            raise forbidden(permission.verb, permission.resource, permission.name,
+                            permission.namespace)
+

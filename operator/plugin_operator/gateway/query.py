@@ -1,0 +1,150 @@
+"""``POST /api/ds/query``: the request parsed into per-datasource calls, and the results
+written as Grafana writes them (protocol.md §4.3, §5.1)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from plugin_operator.protocol.frames import frame_from_arrow, frame_to_json
+from plugin_operator.protocol.models import DataQuery, FrameFormat, TimeRange
+
+from .errors import GatewayError, result_status
+from .timerange import TimeRangeError, parse_range
+
+DEFAULT_MAX_DATA_POINTS = 100
+DEFAULT_INTERVAL_MS = 1000
+# Datasource uids Grafana handles itself; no plugin serves them.
+BUILTIN_UIDS = frozenset({"__expr__", "grafana", "-- Grafana --", "-- Mixed --", "-- Dashboard --"})
+
+
+@dataclass
+class DatasourceQueries:
+    uid: str
+    queries: list[DataQuery] = field(default_factory=list)
+
+
+@dataclass
+class ParsedQueryRequest:
+    by_datasource: dict[str, DatasourceQueries]
+    ref_ids: list[str]
+
+
+def _bad(message: str) -> GatewayError:
+    return GatewayError(400, message, "query.badRequest")
+
+
+def _datasource_uid(query: Mapping[str, Any], index: int) -> str:
+    ds = query.get("datasource")
+    if isinstance(ds, Mapping) and isinstance(ds.get("uid"), str) and ds["uid"]:
+        return str(ds["uid"])
+    if isinstance(ds, str) and ds:
+        # Pre-8.3 dashboards name the datasource with a plain string; here it is the uid.
+        return ds
+    raise _bad(f"queries[{index}] has no datasource: set \"datasource\": {{\"uid\": \"<uid>\"}}")
+
+
+def _int(query: Mapping[str, Any], key: str, default: int, index: int) -> int:
+    value = query.get(key, default)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _bad(f"queries[{index}].{key} must be a number, not {value!r}")
+    return int(value)
+
+
+def parse_query_request(body: bytes, now_ms: int) -> ParsedQueryRequest:
+    try:
+        payload = json.loads(body or b"null")
+    except ValueError as exc:
+        raise _bad(f"the body is not JSON: {exc}") from exc
+    if not isinstance(payload, dict):
+        raise _bad('the body must be a JSON object: {"from": ..., "to": ..., "queries": [...]}')
+    queries = payload.get("queries")
+    if not isinstance(queries, list) or not queries:
+        raise _bad("queries must be a non-empty list")
+    try:
+        window = parse_range(payload.get("from", "now-6h"), payload.get("to", "now"), now_ms)
+    except TimeRangeError as exc:
+        raise _bad(str(exc)) from exc
+    time_range = TimeRange(window.from_ms, window.to_ms)
+    grouped: dict[str, DatasourceQueries] = {}
+    ref_ids: list[str] = []
+    for index, query in enumerate(queries):
+        if not isinstance(query, dict):
+            raise _bad(f"queries[{index}] must be a JSON object")
+        uid = _datasource_uid(query, index)
+        if uid in BUILTIN_UIDS:
+            raise _bad(f"queries[{index}] uses datasource {uid!r}, which is built into "
+                       "Grafana; the gateway serves plugin datasources only")
+        ref_id = query.get("refId") or "A"
+        if not isinstance(ref_id, str):
+            raise _bad(f"queries[{index}].refId must be a string")
+        if ref_id in ref_ids:
+            raise _bad(f"refId {ref_id!r} is used twice; give every query its own refId")
+        ref_ids.append(ref_id)
+        query_type = query.get("queryType") or ""
+        grouped.setdefault(uid, DatasourceQueries(uid)).queries.append(DataQuery(
+            ref_id=ref_id, query_type=str(query_type),
+            max_data_points=_int(query, "maxDataPoints", DEFAULT_MAX_DATA_POINTS, index),
+            interval_ms=_int(query, "intervalMs", DEFAULT_INTERVAL_MS, index),
+            time_range=time_range,
+            json=json.dumps(query, separators=(",", ":")).encode()))
+    return ParsedQueryRequest(grouped, ref_ids)
+
+
+@dataclass
+class QueryResult:
+    """One refId's outcome with its frames already encoded as Grafana JSON."""
+
+    status: int = 200
+    error: str = ""
+    error_source: str = ""
+    frames: list[bytes] = field(default_factory=list)
+
+
+def frames_as_json(frames: Sequence[bytes], fmt: FrameFormat) -> list[bytes]:
+    """JSON frames pass through untouched; Arrow frames (older plugins) are re-encoded."""
+    if fmt is FrameFormat.JSON:
+        return list(frames)
+    return [frame_to_json(frame_from_arrow(raw)) for raw in frames]
+
+
+def result_from_response(frames: Sequence[bytes], fmt: FrameFormat, error: str, status: int,
+                         error_source: str) -> QueryResult:
+    return QueryResult(result_status(status, error), error, error_source if error else "",
+                       frames_as_json(frames, fmt))
+
+
+def encode_results(results: Mapping[str, QueryResult]) -> bytes:
+    """``{"results": {...}}`` with refIds sorted, frames spliced in as they are."""
+    parts = [b'{"results":{']
+    for index, ref_id in enumerate(sorted(results)):
+        result = results[ref_id]
+        if index:
+            parts.append(b",")
+        parts.append(json.dumps(ref_id).encode())
+        parts.append(b":{")
+        if result.error:
+            parts.append(b'"error":' + json.dumps(result.error).encode() + b',"errorSource":'
+                         + json.dumps(result.error_source).encode() + b",")
+        parts.append(b'"status":' + str(result.status).encode())
+        if result.frames:
+            parts.append(b',"frames":[')
+            parts.append(b",".join(result.frames))
+            parts.append(b"]")
+        parts.append(b"}")
+    parts.append(b"}}")
+    return b"".join(parts)
+
+
+def overall_status(results: Mapping[str, QueryResult]) -> int:
+    """Grafana answers 400 when any result carries an error, else 200."""
+    return 400 if any(r.error for r in results.values()) else 200
+
+
+def failed_results(ref_ids: Sequence[str], error: GatewayError) -> dict[str, QueryResult]:
+    """One datasource of several failed as a whole: each of its queries reports why."""
+    return {ref: QueryResult(error.status, error.message, "plugin") for ref in ref_ids}

@@ -1,0 +1,142 @@
+"""Calls to plugin backends: one pooled gRPC channel per endpoint, least-in-flight choice,
+one retry of idempotent calls on another ready endpoint, per-call deadlines."""
+
+# `timeout` parameters are gRPC deadlines passed down, not ad-hoc limits.
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+import grpc
+import grpc.aio
+
+from plugin_operator.protocol import convert
+from plugin_operator.protocol.client import CHANNEL_OPTIONS, PluginClient
+from plugin_operator.protocol.errors import PluginError, PluginUnavailableError, error_from_rpc
+from plugin_operator.protocol.models import (
+    CallResourceRequest,
+    CallResourceResponse,
+    FrameFormat,
+    QueryDataRequest,
+)
+from plugin_operator.protocol.stubs import backend_pb2_grpc
+
+from .balancer import LoadTracker
+from .errors import no_ready_backend
+from .metrics import GatewayMetrics
+
+T = TypeVar("T")
+
+
+@dataclass
+class RawDataResponse:
+    """A DataResponse with its frames still encoded, so JSON frames pass straight through
+    and Arrow frames can be handed on without re-encoding."""
+
+    frames: list[bytes]
+    error: str
+    status: int
+    error_source: str
+    format: FrameFormat
+
+
+class _Endpoint:
+    def __init__(self, target: str) -> None:
+        self.channel = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
+        self.client = PluginClient(target, channel=self.channel, timeout=None)
+        self.data = backend_pb2_grpc.DataStub(self.channel)
+
+
+def _retryable(exc: PluginError) -> bool:
+    return isinstance(exc, PluginUnavailableError) or exc.code is grpc.StatusCode.UNAVAILABLE
+
+
+class Upstream:
+    def __init__(self, tracker: LoadTracker, metrics: GatewayMetrics, timeout: float) -> None:
+        self.tracker = tracker
+        self.metrics = metrics
+        self.timeout = timeout
+        self._endpoints: dict[str, _Endpoint] = {}
+
+    def _endpoint(self, target: str) -> _Endpoint:
+        endpoint = self._endpoints.get(target)
+        if endpoint is None:
+            endpoint = self._endpoints[target] = _Endpoint(target)
+        return endpoint
+
+    def client(self, target: str) -> PluginClient:
+        return self._endpoint(target).client
+
+    async def forget_except(self, alive: set[str]) -> None:
+        """Close the channels of endpoints that are gone (pods deleted or not ready)."""
+        for target in [t for t in self._endpoints if t not in alive]:
+            if not self.tracker.endpoint_in_flight.get(target):
+                await self._endpoints.pop(target).channel.close(None)
+
+    async def close(self) -> None:
+        for endpoint in self._endpoints.values():
+            await endpoint.channel.close(None)
+        self._endpoints.clear()
+
+    async def call(self, plugin: str, method: str, endpoints: Sequence[str],
+                   fn: Callable[[_Endpoint], Awaitable[T]], *, idempotent: bool) -> T:
+        """``fn`` on the least busy endpoint; on UNAVAILABLE, once more on another one."""
+        tried: list[str] = []
+        while True:
+            target = self.tracker.pick(endpoints, tried)
+            if target is None:
+                raise no_ready_backend(plugin)
+            tried.append(target)
+            started = time.perf_counter()
+            try:
+                with self.tracker.calling(target):
+                    return await fn(self._endpoint(target))
+            except PluginError as exc:
+                if not (idempotent and _retryable(exc) and len(tried) == 1
+                        and self.tracker.pick(endpoints, tried) is not None):
+                    raise
+                self.metrics.retries.labels(plugin, method).inc()
+            finally:
+                self.metrics.upstream_seconds.labels(plugin, method).observe(
+                    time.perf_counter() - started)
+
+    async def query_data(self, plugin: str, endpoints: Sequence[str],
+                         request: QueryDataRequest) -> dict[str, RawDataResponse]:
+        message = convert.query_data_request_to_proto(request)
+
+        async def run(endpoint: _Endpoint) -> dict[str, RawDataResponse]:
+            try:
+                reply = await endpoint.data.QueryData(message, timeout=self.timeout)
+            except grpc.aio.AioRpcError as exc:
+                raise error_from_rpc(exc, "QueryData") from None
+            return {ref: RawDataResponse(list(r.frames), r.error, r.status, r.errorSource,
+                                         FrameFormat(r.format))
+                    for ref, r in reply.responses.items()}
+
+        return await self.call(plugin, "QueryData", endpoints, run, idempotent=True)
+
+    async def call_resource(self, plugin: str, endpoints: Sequence[str],
+                            request: CallResourceRequest
+                            ) -> AsyncIterator[CallResourceResponse]:
+        """The plugin's messages as they come. Only a call that fails before its first
+        message can be retried (nothing has been sent to the client yet)."""
+        idempotent = request.method.upper() in ("GET", "HEAD", "OPTIONS")
+        state: dict[str, object] = {}
+
+        async def first(endpoint: _Endpoint) -> CallResourceResponse | None:
+            stream = endpoint.client.call_resource_stream(request, timeout=self.timeout)
+            state["stream"] = stream
+            state["target"] = endpoint
+            return await anext(stream, None)
+
+        head = await self.call(plugin, "CallResource", endpoints, first, idempotent=idempotent)
+        stream = state["stream"]
+        assert isinstance(stream, AsyncIterator)
+        if head is None:
+            raise PluginError("received empty resource response", method="CallResource")
+        yield head
+        async for message in stream:
+            yield message

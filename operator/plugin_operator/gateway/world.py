@@ -1,0 +1,174 @@
+"""Typed views of the cluster objects the gateway reads, parsed from their JSON.
+
+The operator writes these objects; the gateway only reads them. Parsing is strict about
+what routing needs and lenient about the rest, so one odd object never stops the gateway.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from plugin_operator.models import naming
+from plugin_operator.models.resources import (
+    DataSourceSpec,
+    PluginSpec,
+    SpecError,
+    parse_datasource_spec,
+    parse_plugin_spec,
+)
+
+
+class ObjectError(ValueError):
+    """An object the gateway cannot use; the message says which one and why."""
+
+
+@dataclass(frozen=True)
+class Key:
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+def object_key(obj: Mapping[str, Any]) -> Key:
+    meta = obj.get("metadata") or {}
+    return Key(str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+
+
+@dataclass(frozen=True)
+class PluginFacts:
+    """``status.plugin``, ``status.signature`` and ``status.artifact`` of a Plugin."""
+
+    type: str = ""
+    name: str = ""
+    backend: bool = False
+    executable: str = ""
+    streaming: bool = False
+    alerting: bool = False
+    signature_status: str = ""
+    signature_type: str = ""
+    signature_org: str = ""
+    artifact_sha256: str = ""
+    artifact_size: int = 0
+    artifact_url: str = ""
+
+
+@dataclass(frozen=True)
+class PluginRecord:
+    key: Key
+    spec: PluginSpec
+    phase: str
+    facts: PluginFacts
+
+
+@dataclass(frozen=True)
+class DataSourceRecord:
+    key: Key
+    spec: DataSourceSpec
+    settings_version: int
+    plugin_id: str
+
+
+@dataclass(frozen=True)
+class PodRecord:
+    key: Key
+    plugin_name: str
+    ip: str
+    ready: bool
+
+
+@dataclass(frozen=True)
+class GatewayPod:
+    """The gateway's own pod: which sidecars it carries and which are ready."""
+
+    sidecar_ports: Mapping[str, int] = field(default_factory=dict)
+    ready_containers: frozenset[str] = frozenset()
+
+
+def parse_plugin(obj: Mapping[str, Any]) -> PluginRecord:
+    key = object_key(obj)
+    try:
+        spec = parse_plugin_spec(obj.get("spec") or {})
+    except SpecError as exc:
+        raise ObjectError(f"Plugin {key}: {exc}") from exc
+    status = obj.get("status") or {}
+    plugin = status.get("plugin") or {}
+    signature = status.get("signature") or {}
+    artifact = status.get("artifact") or {}
+    facts = PluginFacts(
+        type=str(plugin.get("type") or ""), name=str(plugin.get("name") or ""),
+        backend=bool(plugin.get("backend")), executable=str(plugin.get("executable") or ""),
+        streaming=bool(plugin.get("streaming")), alerting=bool(plugin.get("alerting")),
+        signature_status=str(signature.get("status") or ""),
+        signature_type=str(signature.get("type") or ""),
+        signature_org=str(signature.get("org") or ""),
+        artifact_sha256=str(artifact.get("sha256") or ""),
+        artifact_size=int(artifact.get("size") or 0),
+        artifact_url=str(artifact.get("url") or ""))
+    return PluginRecord(key, spec, str(status.get("phase") or ""), facts)
+
+
+def parse_datasource(obj: Mapping[str, Any]) -> DataSourceRecord:
+    key = object_key(obj)
+    try:
+        spec = parse_datasource_spec(obj.get("spec") or {}, key.name)
+    except SpecError as exc:
+        raise ObjectError(f"DataSourceInstance {key}: {exc}") from exc
+    status = obj.get("status") or {}
+    try:
+        version = int(status.get("settingsVersion") or 0)
+    except (TypeError, ValueError) as exc:
+        raise ObjectError(f"DataSourceInstance {key}: status.settingsVersion "
+                          f"{status.get('settingsVersion')!r} is not an integer") from exc
+    return DataSourceRecord(key, spec, version, str(status.get("pluginId") or ""))
+
+
+def _condition_true(status: Mapping[str, Any], kind: str) -> bool:
+    return any(c.get("type") == kind and c.get("status") == "True"
+               for c in status.get("conditions") or ())
+
+
+def parse_backend_pod(obj: Mapping[str, Any]) -> PodRecord:
+    meta = obj.get("metadata") or {}
+    status = obj.get("status") or {}
+    terminating = bool(meta.get("deletionTimestamp"))
+    ready = (not terminating and status.get("phase") == "Running"
+             and _condition_true(status, "Ready") and bool(status.get("podIP")))
+    return PodRecord(object_key(obj), str((meta.get("labels") or {}).get(naming.LABEL_PLUGIN, "")),
+                     str(status.get("podIP") or ""), ready)
+
+
+def parse_gateway_pod(obj: Mapping[str, Any]) -> GatewayPod:
+    meta = obj.get("metadata") or {}
+    raw = (meta.get("annotations") or {}).get(naming.ANNOTATION_SIDECARS)
+    ports: dict[str, int] = {}
+    if raw:
+        try:
+            decoded = json.loads(raw)
+            ports = {str(name): int(port) for name, port in decoded.items()}
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise ObjectError(f"annotation {naming.ANNOTATION_SIDECARS} on pod "
+                              f"{object_key(obj)} is not a JSON object of plugin name to "
+                              f"port: {exc}") from exc
+    ready = frozenset(str(c.get("name")) for c in
+                      (obj.get("status") or {}).get("containerStatuses") or ()
+                      if c.get("ready"))
+    return GatewayPod(ports, ready)
+
+
+def parse_secret(obj: Mapping[str, Any]) -> dict[str, str]:
+    """A Secret's data decoded (stringData wins, as the apiserver would merge it)."""
+    values: dict[str, str] = {}
+    for name, encoded in (obj.get("data") or {}).items():
+        try:
+            values[str(name)] = base64.b64decode(encoded).decode()
+        except (ValueError, UnicodeDecodeError):
+            # Secure settings are strings in Grafana; binary values cannot be sent.
+            continue
+    values.update({str(k): str(v) for k, v in (obj.get("stringData") or {}).items()})
+    return values

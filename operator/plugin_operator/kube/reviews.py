@@ -1,0 +1,58 @@
+"""TokenReview (who is this token?) and SubjectAccessReview (may they do this?)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from kubernetes_asyncio import client
+
+from plugin_operator.kube._raw import request_json
+
+
+@dataclass(frozen=True)
+class ReviewedUser:
+    username: str
+    uid: str
+    groups: tuple[str, ...]
+    extra: tuple[tuple[str, tuple[str, ...]], ...]
+
+
+async def review_token(api: client.ApiClient, token: str,
+                       audiences: Sequence[str] = ()) -> ReviewedUser | None:
+    """The user a bearer token belongs to, or None when the apiserver rejects it."""
+    spec: dict[str, object] = {"token": token}
+    if audiences:
+        spec["audiences"] = list(audiences)
+    answer = await request_json(api, "POST", "/apis/authentication.k8s.io/v1/tokenreviews",
+                                body={"apiVersion": "authentication.k8s.io/v1",
+                                      "kind": "TokenReview", "spec": spec})
+    status = answer.get("status") or {}
+    if not status.get("authenticated"):
+        return None
+    user = status.get("user") or {}
+    extra = tuple(sorted((str(k), tuple(str(v) for v in values))
+                         for k, values in (user.get("extra") or {}).items()))
+    return ReviewedUser(str(user.get("username", "")), str(user.get("uid", "")),
+                        tuple(str(g) for g in user.get("groups") or ()), extra)
+
+
+async def review_access(api: client.ApiClient, user: ReviewedUser, *, verb: str, group: str,
+                        resource: str, namespace: str, name: str = "",
+                        subresource: str = "") -> bool:
+    """Whether RBAC (or whichever authorizer the cluster runs) allows the request."""
+    attributes: Mapping[str, str] = {
+        key: value for key, value in {"verb": verb, "group": group, "resource": resource,
+                                      "namespace": namespace, "name": name,
+                                      "subresource": subresource}.items() if value}
+    spec: dict[str, object] = {"user": user.username, "groups": list(user.groups),
+                               "resourceAttributes": dict(attributes)}
+    if user.uid:
+        spec["uid"] = user.uid
+    if user.extra:
+        spec["extra"] = {k: list(v) for k, v in user.extra}
+    answer = await request_json(
+        api, "POST", "/apis/authorization.k8s.io/v1/subjectaccessreviews",
+        body={"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+              "spec": spec})
+    return bool((answer.get("status") or {}).get("allowed"))
