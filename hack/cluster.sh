@@ -145,20 +145,29 @@ make_pki() {
   kubeconfig_for kube-proxy kube-proxy
 }
 
+# render TEMPLATE DEST SED-ARGS...: replace DEST only when its content changes, because
+# kube-proxy exits when its configuration file is touched (and `up` runs again and again).
+render() {
+  local template="$1" dest="$2"; shift 2
+  sed "$@" "$template" > "$dest.new"
+  if cmp -s "$dest.new" "$dest"; then rm -f "$dest.new"; else mv "$dest.new" "$dest"; fi
+}
+
 write_configs() {
   local cfg="$HACK_DIR/cluster"
   mkdir -p "$STATE_DIR/containerd" "$STATE_DIR/cni/net.d" "$STATE_DIR/kubelet"
-  sed -e "s|@STATE_DIR@|$STATE_DIR|g" -e "s|@RUN_DIR@|$RUN_DIR|g" \
-      -e "s|@PAUSE_IMAGE@|$PAUSE_IMAGE|g" "$cfg/containerd.toml" > "$STATE_DIR/containerd/config.toml"
-  sed -e "s|@STATE_DIR@|$STATE_DIR|g" -e "s|@BRIDGE@|$BRIDGE|g" \
-      -e "s|@NODE_POD_CIDR@|$NODE_POD_CIDR|g" "$cfg/cni.conflist" > "$STATE_DIR/cni/net.d/10-plugin-operator.conflist"
-  sed -e "s|@STATE_DIR@|$STATE_DIR|g" -e "s|@CONTAINERD_SOCK@|$CONTAINERD_SOCK|g" \
-      -e "s|@NODE_IP@|$NODE_IP|g" -e "s|@DNS_SERVICE_IP@|$DNS_SERVICE_IP|g" \
-      -e "s|@CLUSTER_DOMAIN@|$CLUSTER_DOMAIN|g" "$cfg/kubelet.yaml" > "$STATE_DIR/kubelet/config.yaml"
-  sed -e "s|@STATE_DIR@|$STATE_DIR|g" -e "s|@POD_CIDR@|$POD_CIDR|g" \
-      -e "s|@NODE_NAME@|$NODE_NAME|g" "$cfg/kube-proxy.yaml" > "$STATE_DIR/kube-proxy.yaml"
+  render "$cfg/containerd.toml" "$STATE_DIR/containerd/config.toml" \
+    -e "s|@STATE_DIR@|$STATE_DIR|g" -e "s|@RUN_DIR@|$RUN_DIR|g" -e "s|@PAUSE_IMAGE@|$PAUSE_IMAGE|g"
+  render "$cfg/cni.conflist" "$STATE_DIR/cni/net.d/10-plugin-operator.conflist" \
+    -e "s|@STATE_DIR@|$STATE_DIR|g" -e "s|@BRIDGE@|$BRIDGE|g" -e "s|@NODE_POD_CIDR@|$NODE_POD_CIDR|g"
+  render "$cfg/kubelet.yaml" "$STATE_DIR/kubelet/config.yaml" \
+    -e "s|@STATE_DIR@|$STATE_DIR|g" -e "s|@CONTAINERD_SOCK@|$CONTAINERD_SOCK|g" \
+    -e "s|@NODE_IP@|$NODE_IP|g" -e "s|@DNS_SERVICE_IP@|$DNS_SERVICE_IP|g" \
+    -e "s|@CLUSTER_DOMAIN@|$CLUSTER_DOMAIN|g"
+  render "$cfg/kube-proxy.yaml" "$STATE_DIR/kube-proxy.yaml" \
+    -e "s|@STATE_DIR@|$STATE_DIR|g" -e "s|@POD_CIDR@|$POD_CIDR|g" -e "s|@NODE_NAME@|$NODE_NAME|g"
   # Pods get no search domains or resolvers from the host: DNS stays inside the cluster.
-  : > "$STATE_DIR/kubelet/resolv.conf"
+  [ -f "$STATE_DIR/kubelet/resolv.conf" ] || : > "$STATE_DIR/kubelet/resolv.conf"
 }
 
 record_foreign_paths() {

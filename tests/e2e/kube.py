@@ -81,6 +81,26 @@ class Cluster:
         """Run a Python script inside a pod running our image."""
         return self.exec(namespace, pod, "python3", "-c", script, *args, check=check)
 
+    def python_eventually(self, namespace: str, pod: str, script: str, *args: str,
+                          timeout_s: float = 60) -> subprocess.CompletedProcess[str]:
+        """Run a Python script in a pod until it succeeds: Service rules and DNS records
+        reach kube-proxy and CoreDNS a moment after the endpoints become ready."""
+        last: list[subprocess.CompletedProcess[str]] = []
+
+        def attempt() -> bool:
+            last[:] = [self.python(namespace, pod, script, *args, check=False)]
+            return last[0].returncode == 0
+
+        deadline = time.monotonic() + timeout_s
+        while not attempt():
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"script in {namespace}/{pod} kept failing for {timeout_s}s with "
+                    f"args {args}:\n{last[0].stderr}\n{self.logs_hint}"
+                )
+            time.sleep(1)
+        return last[0]
+
     def wait_for(self, what: str, probe: Any, timeout_s: float = 120) -> Any:
         """Poll ``probe()`` until it returns something truthy; fail naming ``what``."""
         deadline = time.monotonic() + timeout_s

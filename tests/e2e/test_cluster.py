@@ -54,11 +54,11 @@ def test_pods_reach_each_other_by_ip_service_and_dns(cluster: Cluster, namespace
     assert by_pod_ip.stdout.strip() == "echo"
 
     cluster_ip = cluster.get(namespace, "service", "echo")["spec"]["clusterIP"]
-    by_service = cluster.python(namespace, "client", HTTP_GET, f"http://{cluster_ip}/")
+    by_service = cluster.python_eventually(namespace, "client", HTTP_GET, f"http://{cluster_ip}/")
     assert by_service.stdout.strip() == "echo"
 
     name = f"echo.{namespace}.svc.cluster.local"
-    by_dns = cluster.python(namespace, "client", HTTP_GET, f"http://{name}/")
+    by_dns = cluster.python_eventually(namespace, "client", HTTP_GET, f"http://{name}/")
     assert by_dns.stdout.strip() == "echo"
 
 

@@ -46,6 +46,8 @@ asyncio.run(main(sys.argv[1]))
 KILL_PLUGIN = """
 import os, signal
 for pid in filter(str.isdigit, os.listdir('/proc')):
+    if int(pid) == os.getpid():  # this script's own command line names the plugin too
+        continue
     try:
         cmdline = open(f'/proc/{pid}/cmdline', 'rb').read().split(b'\\0')
     except OSError:
@@ -113,7 +115,7 @@ def deployed(cluster: Cluster) -> Iterator[PluginDeployment]:
 
 
 def check_health(cluster: Cluster, deployed: PluginDeployment, target: str) -> dict[str, Any]:
-    out = cluster.python(deployed.namespace, "client", CHECK_HEALTH, target).stdout
+    out = cluster.python_eventually(deployed.namespace, "client", CHECK_HEALTH, target).stdout
     result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
     return result
 
