@@ -1,0 +1,157 @@
+"""``plugin-operator gateway``: Grafana's plugin HTTP API in front of plugin backends."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from .access import Gatekeeper, Identity, Permission
+from .context import DEFAULT_GRAFANA_CONFIG, ContextDefaults
+from .routing import RoutingTable
+from .server import Gateway, GatewayConfig
+from .watch import StaticWorldError, collections, load_static_world, watch_cluster
+
+log = logging.getLogger("plugin_operator.gateway")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--bind", default="0.0.0.0", help="address to listen on")
+    parser.add_argument("--port", type=int, default=8080, help="HTTP port (0: any free port)")
+    parser.add_argument("--ports-file", type=Path,
+                        help="write {\"http\": port} here once listening (for tests)")
+    parser.add_argument("--kubeconfig", help="kubeconfig (default: in-cluster or $KUBECONFIG)")
+    parser.add_argument("--namespace", help="watch only this namespace (default: all)")
+    parser.add_argument("--static-world", type=Path,
+                        help="serve the Plugins, DataSourceInstances, Secrets and Pods in this "
+                             "YAML file instead of watching a cluster (needs --anonymous "
+                             "unless --kubeconfig is given for token checks)")
+    parser.add_argument("--anonymous", action="store_true",
+                        help="serve requests without a bearer token (no RBAC checks for them)")
+    parser.add_argument("--pod-name", default=os.environ.get("POD_NAME", ""),
+                        help="this gateway's pod (for sidecar plugins; default $POD_NAME)")
+    parser.add_argument("--pod-namespace", default=os.environ.get("POD_NAMESPACE", ""),
+                        help="this gateway's namespace (default $POD_NAMESPACE)")
+    parser.add_argument("--max-in-flight-per-plugin", type=int, default=256,
+                        help="requests in flight per plugin before callers get 503")
+    parser.add_argument("--call-timeout", type=float, default=30.0,
+                        help="deadline in seconds of each unary plugin call")
+    parser.add_argument("--drain-seconds", type=float, default=20.0,
+                        help="on SIGTERM, how long in-flight requests may take to finish")
+    parser.add_argument("--auth-cache-seconds", type=float, default=10.0,
+                        help="how long token and access decisions are reused")
+    parser.add_argument("--grafana-version", default="12.0.0",
+                        help="the Grafana version plugins are told (user agent)")
+    parser.add_argument("--grafana-config", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra PluginContext.grafanaConfig entries, e.g. GF_APP_URL=...")
+    parser.add_argument("--asset-cache", type=Path,
+                        default=Path("/tmp/plugin-operator-gateway-assets"),
+                        help="where verified plugin frontends are extracted")
+    parser.add_argument("--log-level", default="INFO")
+
+
+def _grafana_config(pairs: list[str]) -> dict[str, str]:
+    config = dict(DEFAULT_GRAFANA_CONFIG)
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--grafana-config {pair!r}: expected KEY=VALUE")
+        config[key] = value
+    return config
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    table = RoutingTable()
+    api: Any = None
+    if args.static_world is None or args.kubeconfig:
+        from plugin_operator.kube.client import api_client
+
+        api = await api_client(args.kubeconfig)
+    gatekeeper = _gatekeeper(api, args)
+    config = GatewayConfig(
+        max_in_flight_per_plugin=args.max_in_flight_per_plugin,
+        call_timeout_seconds=args.call_timeout,
+        context=ContextDefaults(args.grafana_version, _grafana_config(args.grafana_config)),
+        asset_cache_dir=args.asset_cache)
+    gateway = Gateway(table, gatekeeper, config)
+    watcher: asyncio.Task[None] | None = None
+    if args.static_world is not None:
+        load_static_world(args.static_world, table, args.pod_name)
+        gateway.synced = True
+    else:
+        watcher = asyncio.create_task(watch_cluster(
+            api, gateway, collections(args.namespace, args.pod_name, args.pod_namespace)))
+    runner = web.AppRunner(gateway.app(), access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, args.bind, args.port, backlog=1024)
+    await site.start()
+    port = runner.addresses[0][1]
+    if args.ports_file:
+        args.ports_file.write_text(json.dumps({"http": port}))
+    log.info("gateway listening on %s:%s", args.bind, port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    waiters: list[asyncio.Task[Any]] = [asyncio.create_task(stop.wait())]
+    if watcher is not None:
+        waiters.append(watcher)
+    await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    failed = watcher is not None and watcher.done() and watcher.exception() is not None
+    # Drain: stop accepting, let calls in flight finish, then close everything.
+    gateway.draining = True
+    await site.stop()
+    if not await gateway.drain(args.drain_seconds):
+        log.warning("requests still in flight after %.0fs; closing anyway", args.drain_seconds)
+    await runner.cleanup()
+    if watcher is not None:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await watcher
+    await gateway.upstream.close()
+    if api is not None:
+        await api.close()
+    return 1 if failed else 0
+
+
+def _gatekeeper(api: Any, args: argparse.Namespace) -> Gatekeeper:
+    if api is None:
+        if not args.anonymous:
+            raise SystemExit("--static-world without --kubeconfig cannot check tokens: add "
+                             "--anonymous (trusted, local use) or --kubeconfig")
+        return Gatekeeper(None, None, anonymous=True, ttl_seconds=args.auth_cache_seconds)
+    from plugin_operator.kube import reviews
+
+    async def review_token(token: str) -> Identity | None:
+        user = await reviews.review_token(api, token)
+        return None if user is None else Identity(user.username, user.uid, user.groups,
+                                                   user.extra)
+
+    async def review_access(identity: Identity, permission: Permission) -> bool:
+        user = reviews.ReviewedUser(identity.username, identity.uid, identity.groups,
+                                    identity.extra)
+        return await reviews.review_access(
+            api, user, verb=permission.verb, group=permission.group,
+            resource=permission.resource, namespace=permission.namespace,
+            name=permission.name, subresource=permission.subresource)
+
+    return Gatekeeper(review_token, review_access, anonymous=args.anonymous,
+                      ttl_seconds=args.auth_cache_seconds)
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        return asyncio.run(_serve(args))
+    except StaticWorldError as exc:
+        log.error("%s", exc)
+        return 2
