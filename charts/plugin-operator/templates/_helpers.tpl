@@ -67,6 +67,9 @@ app.kubernetes.io/component: {{ .component }}
 
 {{/* Cross-field checks the schema cannot express, failing with what to change. */}}
 {{- define "po.validate" -}}
+{{- if eq .Values.image.tag "latest" -}}
+{{- fail "image.tag: do not use \"latest\": Kubernetes then pulls on every start (pullPolicy Always), which fails on nodes without a registry. Use a version tag, e.g. the chart's appVersion" -}}
+{{- end -}}
 {{- $keys := .Values.operator.trustedKeys -}}
 {{- if and $keys.existingSecret $keys.existingConfigMap -}}
 {{- fail "operator.trustedKeys: set existingSecret or existingConfigMap, not both" -}}
