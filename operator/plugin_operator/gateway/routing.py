@@ -61,7 +61,7 @@ def stable_datasource_id(key: Key) -> int:
     """Grafana's numeric datasource id, which the SDK uses as its instance cache key: stable
     across gateway replicas and restarts, and below 2^53 so JavaScript clients keep it."""
     digest = hashlib.sha256(f"{key.namespace}/{key.name}".encode()).digest()
-    return int.from_bytes(digest[:7], "big") or 1
+    return (int.from_bytes(digest[:7], "big") & (2**53 - 1)) or 1
 
 
 def _resolve_secure(refs: Mapping[str, SecretKeyRef], namespace: str,

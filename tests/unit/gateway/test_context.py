@@ -1,0 +1,44 @@
+"""PluginContext as Grafana fills it, and the headers forwarded with queries."""
+
+from __future__ import annotations
+
+import re
+
+from plugin_operator.gateway import context
+from plugin_operator.gateway.launcher import datasource_object, plugin_object
+from plugin_operator.gateway.routing import Kind, RoutingTable
+
+
+def test_datasource_context_carries_settings_user_and_grafana_facts() -> None:
+    table = RoutingTable()
+    table.apply(Kind.PLUGIN, plugin_object("td", "testdata", "team-a"))
+    table.apply(Kind.DATASOURCE, datasource_object("ds", "u", "td", "team-a"))
+    resolved = table.datasource("u")
+    defaults = context.ContextDefaults(grafana_version="11.5.0")
+    ctx = context.datasource_context(defaults, resolved.plugin, resolved.settings,
+                                     context.caller("system:serviceaccount:team-a:viewer"),
+                                     "team-a")
+    assert ctx.plugin_id == "testdata"
+    assert ctx.plugin_version == "1.0.0"
+    assert ctx.datasource_instance_settings is resolved.settings
+    assert ctx.app_instance_settings is None
+    assert ctx.user is not None
+    assert ctx.user.login == "system:serviceaccount:team-a:viewer"
+    assert ctx.namespace == "team-a"
+    assert ctx.org_id == 1
+    assert re.fullmatch(r"Grafana/11\.5\.0 \(linux; \w+\)", ctx.user_agent)
+    assert ctx.grafana_config["GF_SQL_MAX_OPEN_CONNS_DEFAULT"] == "100"
+
+
+def test_anonymous_callers_have_no_user_and_metrics_only_the_plugin_id() -> None:
+    assert context.caller("") is None
+    ctx = context.metrics_context("p")
+    assert ctx.plugin_id == "p"
+    assert ctx.datasource_instance_settings is None
+
+
+def test_forwarded_headers_never_include_the_callers_credential() -> None:
+    headers = context.forwarded_headers(
+        {"Authorization": "Bearer secret", "X-Panel-Id": "4", "Cookie": "a=b"}, "u", 1)
+    assert headers == {"http_X-Panel-Id": "4", "http_X-Datasource-Uid": "u",
+                       "http_X-Grafana-Org-Id": "1"}

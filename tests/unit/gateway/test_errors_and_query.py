@@ -1,0 +1,112 @@
+"""Error mapping, /api/ds/query parsing, result encoding and time ranges."""
+
+from __future__ import annotations
+
+import json
+
+import grpc
+import pytest
+
+from plugin_operator.gateway import query
+from plugin_operator.gateway.errors import GatewayError, from_plugin_error, result_status
+from plugin_operator.gateway.timerange import TimeRangeError, parse_range, parse_time
+from plugin_operator.protocol.errors import (
+    MethodNotImplementedError,
+    PluginError,
+    PluginUnavailableError,
+)
+from plugin_operator.protocol.frames import Field, FieldType, Frame, frame_to_arrow, frame_to_json
+from plugin_operator.protocol.models import FrameFormat
+
+NOW = 1_700_000_000_000
+
+
+@pytest.mark.parametrize(("exc", "status"), [
+    (PluginUnavailableError("down", code=grpc.StatusCode.UNAVAILABLE), 503),
+    (MethodNotImplementedError("no", code=grpc.StatusCode.UNIMPLEMENTED), 404),
+    (PluginError("slow", code=grpc.StatusCode.DEADLINE_EXCEEDED), 504),
+    (PluginError("boom"), 500),
+])
+def test_plugin_errors_map_to_grafanas_statuses(exc: PluginError, status: int) -> None:
+    error = from_plugin_error(exc, other_message="Failed to call resource")
+    assert error.status == status
+    assert json.loads(error.body())["statusCode"] == status
+
+
+def test_result_status_follows_grafana() -> None:
+    assert result_status(0, "") == 200
+    assert result_status(0, "bad") == 500
+    assert result_status(1000, "") == 200
+    assert result_status(502, "bad") == 502
+
+
+def test_time_parsing() -> None:
+    assert parse_time("now", NOW, field="to") == NOW
+    assert parse_time("now-6h", NOW, field="from") == NOW - 6 * 3_600_000
+    assert parse_time("now+1m", NOW, field="to") == NOW + 60_000
+    assert parse_time("1600000000000", NOW, field="from") == 1_600_000_000_000
+    assert parse_time(5, NOW, field="from") == 5
+    assert parse_time("now/d", NOW, field="from") % 86_400_000 == 0
+    with pytest.raises(TimeRangeError, match="from='yesterday'"):
+        parse_time("yesterday", NOW, field="from")
+    with pytest.raises(TimeRangeError, match="after"):
+        parse_range("now", "now-1h", NOW)
+
+
+def test_query_request_groups_by_datasource_and_keeps_the_model() -> None:
+    body = json.dumps({"from": "now-1h", "to": "now", "queries": [
+        {"refId": "A", "datasource": {"uid": "x"}, "expr": "up"},
+        {"refId": "B", "datasource": {"uid": "y"}, "queryType": "t", "maxDataPoints": 5},
+        {"refId": "C", "datasource": "x", "intervalMs": 10}]}).encode()
+    parsed = query.parse_query_request(body, NOW)
+    assert parsed.ref_ids == ["A", "B", "C"]
+    assert sorted(parsed.by_datasource) == ["x", "y"]
+    a, c = parsed.by_datasource["x"].queries
+    (b,) = parsed.by_datasource["y"].queries
+    assert (a.ref_id, c.ref_id, b.ref_id) == ("A", "C", "B")
+    assert a.model() == {"refId": "A", "datasource": {"uid": "x"}, "expr": "up"}
+    assert (a.max_data_points, a.interval_ms) == (100, 1000)
+    assert (b.query_type, b.max_data_points, c.interval_ms) == ("t", 5, 10)
+    assert (a.time_range.from_ms, a.time_range.to_ms) == (NOW - 3_600_000, NOW)
+    default_ref = query.parse_query_request(b'{"queries": [{"datasource": "x"}]}', NOW)
+    assert default_ref.ref_ids == ["A"]
+
+
+def test_query_request_errors_are_clear() -> None:
+    def bad(payload: object) -> str:
+        with pytest.raises(GatewayError) as error:
+            query.parse_query_request(json.dumps(payload).encode(), NOW)
+        assert error.value.status == 400
+        return error.value.message
+
+    assert "non-empty" in bad({"queries": []})
+    assert "no datasource" in bad({"queries": [{"refId": "A"}]})
+    assert "used twice" in bad({"queries": [{"refId": "A", "datasource": "x"},
+                                            {"refId": "A", "datasource": "x"}]})
+    assert "built into" in bad({"queries": [{"datasource": {"uid": "__expr__"}}]})
+    assert "not a time" in bad({"from": "soon", "queries": [{"datasource": "x"}]})
+    assert "maxDataPoints" in bad({"queries": [{"datasource": "x", "maxDataPoints": "9"}]})
+    with pytest.raises(GatewayError, match="not JSON"):
+        query.parse_query_request(b"{", NOW)
+
+
+def test_results_are_encoded_like_grafana() -> None:
+    frame = Frame("f", [Field.of("v", FieldType.INT64, [1, 2])], ref_id="A")
+    results = {
+        "B": query.result_from_response([], FrameFormat.JSON, "it broke", 0, "downstream"),
+        "A": query.result_from_response([frame_to_arrow(frame)], FrameFormat.ARROW, "", 0, ""),
+    }
+    encoded = query.encode_results(results)
+    decoded = json.loads(encoded)
+    assert list(decoded["results"]) == ["A", "B"]
+    assert decoded["results"]["A"] == {"status": 200,
+                                       "frames": [json.loads(frame_to_json(frame))]}
+    assert decoded["results"]["B"] == {"error": "it broke", "errorSource": "downstream",
+                                       "status": 500}
+    assert query.overall_status(results) == 400
+    assert query.overall_status({"A": results["A"]}) == 200
+
+
+def test_json_frames_pass_through_byte_for_byte() -> None:
+    raw = b'{"schema":{"fields":[]},"data":{"values":[]}}'
+    assert query.frames_as_json([raw], FrameFormat.JSON) == [raw]
