@@ -47,6 +47,11 @@ app.kubernetes.io/component: {{ .component }}
 {{- if eq (len .Values.plugins.namespaces) 0 }}true{{ end -}}
 {{- end -}}
 
+{{/* The gateway watches one namespace or all of them (its --namespace takes one). */}}
+{{- define "po.gatewayClusterWide" -}}
+{{- if ne (len .Values.plugins.namespaces) 1 }}true{{ end -}}
+{{- end -}}
+
 {{/* Watched namespaces plus the release's own (where the gateway runs and receives sidecars). */}}
 {{- define "po.roleNamespaces" -}}
 {{- $all := concat (list .Release.Namespace) .Values.plugins.namespaces | uniq -}}

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,8 +17,14 @@ def helm() -> Helm:
 Render = Callable[..., Rendered]
 
 
-@pytest.fixture
-def render(helm: Helm, tmp_path: Path) -> Render:
+@pytest.fixture(scope="session")
+def render(helm: Helm, tmp_path_factory: pytest.TempPathFactory) -> Render:
+    """Renders once per distinct values and options (tests only read the result)."""
+    cache: dict[str, Rendered] = {}
+
     def _render(values: dict[str, Any] | None = None, **kwargs: Any) -> Rendered:
-        return helm.render(values, tmp=tmp_path, **kwargs)
+        key = json.dumps([values, kwargs], sort_keys=True, default=list)
+        if key not in cache:
+            cache[key] = helm.render(values, tmp=tmp_path_factory.mktemp("render"), **kwargs)
+        return cache[key]
     return _render
