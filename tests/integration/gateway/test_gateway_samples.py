@@ -9,8 +9,7 @@ import aiohttp
 import pytest
 
 from plugin_operator.protocol.frames import frame_from_arrow, frame_from_json
-
-from .conftest import GO_PLUGIN_ID, PYTHON_PLUGIN_ID, Stack
+from tests.integration.gateway.conftest import GO_PLUGIN_ID, PYTHON_PLUGIN_ID, Stack
 
 pytestmark = pytest.mark.integration
 RANGE = {"from": "1700000000000", "to": "1700003600000"}
@@ -130,7 +129,7 @@ async def test_resource_requests_carry_method_url_and_body(stack: Stack) -> None
         assert response.status == 200
         echoed = await response.json()
     assert echoed == {"method": "POST", "url": "echo?x=1&y=2", "body": "hi"}
-    status, body, _ = await get(stack, "/api/datasources/uid/py-uid/resources/missing")
+    status, _, _ = await get(stack, "/api/datasources/uid/py-uid/resources/missing")
     assert status == 404
 
 
