@@ -22,6 +22,9 @@ KUBECTL="$K8S_BIN_DIR/kubectl"
 # those that did not exist before `up` (recorded in $STATE_DIR/created-paths).
 FOREIGN_PATHS=(/var/lib/cni /var/log/containers /etc/cni)
 RULE_COMMENT=plugin-operator-cluster
+# Kernel settings the kubelet and kube-proxy change; `down` puts back what `up` found.
+SYSCTLS=(vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops
+  kernel.keys.root_maxkeys kernel.keys.root_maxbytes net.ipv4.conf.all.route_localnet)
 
 require_root() { [ "$(id -u)" -eq 0 ] || die "hack/cluster.sh needs root (kubelet, containerd, iptables)"; }
 
@@ -174,6 +177,7 @@ record_foreign_paths() {
   local p
   [ -f "$STATE_DIR/created-paths" ] && return
   for p in "${FOREIGN_PATHS[@]}"; do [ -e "$p" ] || echo "$p"; done > "$STATE_DIR/created-paths"
+  sysctl -e "${SYSCTLS[@]}" 2>/dev/null | sed 's/ = /=/' > "$STATE_DIR/sysctls"
 }
 
 # Docker (when it runs) sets the FORWARD policy to DROP; pod traffic must pass.
@@ -292,11 +296,11 @@ remove_iptables_rules() {
     command -v "$tool" >/dev/null || continue
     for table in filter nat mangle; do
       # Jumps from the built-in (or Docker's) chains into KUBE-/CNI- chains, and our own rules.
-      "$tool-save" -t "$table" 2>/dev/null |
-        grep -E '^-A ' | grep -Ev '^-A (KUBE-|CNI-)' |
-        grep -E -- "-j (KUBE-|CNI-)|--comment \"?$RULE_COMMENT\"?( |$)" |
+      { "$tool-save" -t "$table" 2>/dev/null || true; } |
+        { grep -E '^-A ' || true; } | { grep -Ev '^-A (KUBE-|CNI-)' || true; } |
+        { grep -E -- "-j (KUBE-|CNI-)|--comment \"?$RULE_COMMENT\"?( |$)" || true; } |
         while read -r rule; do
-          # shellcheck disable=SC2086
+          # The saved rule is already quoted for the shell: -A CHAIN ... becomes -D CHAIN ...
           eval "$tool -t $table ${rule/-A/-D}" 2>/dev/null || true
         done
       for chain in $("$tool-save" -t "$table" 2>/dev/null | sed -n 's/^:\(\(KUBE\|CNI\)-[^ ]*\) .*/\1/p'); do
@@ -344,9 +348,12 @@ down() {
   ip link show "$BRIDGE" >/dev/null 2>&1 && ip link delete "$BRIDGE"
   remove_iptables_rules
   # Mounts under our directories (container rootfs, shm, secret volumes), deepest first.
-  findmnt -rn -o TARGET | grep -E "^($STATE_DIR|$RUN_DIR)(/|$)" | sort -r |
+  { findmnt -rn -o TARGET | grep -E "^($STATE_DIR|$RUN_DIR)(/|$)" || true; } | sort -r |
     while read -r p; do umount -l "$p" 2>/dev/null || true; done
   remove_cgroups
+  if [ -f "$STATE_DIR/sysctls" ]; then
+    while read -r p; do sysctl -q -w "$p" >/dev/null 2>&1 || true; done < "$STATE_DIR/sysctls"
+  fi
   if [ -f "$STATE_DIR/created-paths" ]; then
     while read -r p; do [ -n "$p" ] && rm -rf "$p"; done < "$STATE_DIR/created-paths"
   fi
