@@ -73,7 +73,8 @@ def test_install_upgrade_uninstall(release: Release) -> None:
     assert _names(plane, "services", release.namespace) == {fullname, f"{fullname}-gateway"}
     plane.kubectl("wait", "--for=condition=Established", "--timeout=60s",
                   "crd/plugins.plugin-operator.dev", "crd/datasourceinstances.plugin-operator.dev")
-    labels: Any = plane.get_json("namespace", release.plugins)["metadata"]["labels"]
+    namespace: Any = plane.get_json("namespace", release.plugins)
+    labels = namespace["metadata"]["labels"]
     assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
     assert _names(plane, "networkpolicies", release.plugins) == {f"{fullname}-plugin-backends"}
 
