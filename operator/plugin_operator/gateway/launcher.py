@@ -94,17 +94,19 @@ def write_world(path: Path, objects: Sequence[Mapping[str, Any]]) -> Path:
 
 
 @contextlib.asynccontextmanager
-async def running_gateway(world: Path, work_dir: Path, args: Sequence[str] = (), *,
+async def running_gateway(world: Path | None, work_dir: Path, args: Sequence[str] = (), *,
                           timeout: float = 30.0) -> AsyncIterator[RunningGateway]:
-    """A gateway serving ``world`` anonymously on 127.0.0.1; stopped (SIGTERM) on exit."""
+    """A gateway on 127.0.0.1 serving ``world`` anonymously, or with ``world`` None whatever
+    ``args`` say (e.g. ``--kubeconfig``); stopped (SIGTERM) on exit."""
     work_dir.mkdir(parents=True, exist_ok=True)
     ports_file = work_dir / "gateway-ports.json"
     ports_file.unlink(missing_ok=True)
     output = work_dir / "gateway.log"
     command = [sys.executable, "-m", "plugin_operator.cli", "gateway", "--bind", "127.0.0.1",
-               "--port", "0", "--ports-file", str(ports_file), "--static-world", str(world),
-               "--anonymous", "--pod-name", GATEWAY_POD,
+               "--port", "0", "--ports-file", str(ports_file), "--pod-name", GATEWAY_POD,
                "--asset-cache", str(work_dir / "assets"), *args]
+    if world is not None:
+        command += ["--static-world", str(world), "--anonymous"]
     with output.open("wb") as sink:
         process = await asyncio.create_subprocess_exec(*command, stdout=sink, stderr=sink,
                                                        env=dict(os.environ))

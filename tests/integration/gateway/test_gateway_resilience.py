@@ -60,16 +60,18 @@ async def test_a_backend_killed_under_load_loses_no_query(tmp_path: Path) -> Non
         async with running_gateway(pod_world(tmp_path, [ip for ip, _ in hosts]),
                                    tmp_path / "gw") as gateway, aiohttp.ClientSession() as http:
             statuses: list[int] = []
+            under_load = asyncio.Event()
 
             async def client() -> None:
                 for _ in range(40):
                     async with http.post(f"{gateway.url}/api/ds/query", json=QUERY) as answer:
                         statuses.append(answer.status)
+                        if len(statuses) >= 30:
+                            under_load.set()
                         await answer.read()
 
             load = [asyncio.create_task(client()) for _ in range(4)]
-            while len(statuses) < 30:
-                await asyncio.sleep(0.01)
+            await under_load.wait()
             hosts[0][1].process.kill()  # the replica dies without a goodbye
             await asyncio.gather(*load)
             assert statuses == [200] * 160
