@@ -30,17 +30,26 @@ def test_selects_every_backend_pod_the_operator_makes(render: Render) -> None:
     assert not _selects(spec["podSelector"], _pod_labels(render(), "plugin-operator-gateway"))
 
 
-def test_grpc_only_from_this_releases_gateway(render: Render) -> None:
+def test_grpc_only_from_this_releases_gateway_and_operator(render: Render) -> None:
+    # The gateway sends queries; the operator runs DataSourceInstance health checks.
     rendered = render()
     ingress = _policy(rendered)["spec"]["ingress"]
     grpc = [rule for rule in ingress
             if {"protocol": "TCP", "port": naming.GRPC_PORT} in rule["ports"]]
     assert len(grpc) == 1
-    (peer,) = grpc[0]["from"]
-    assert peer["namespaceSelector"]["matchLabels"] == {
-        "kubernetes.io/metadata.name": NAMESPACE}
-    assert _selects(peer["podSelector"], _pod_labels(rendered, "plugin-operator-gateway"))
-    assert not _selects(peer["podSelector"], _pod_labels(rendered, "plugin-operator"))
+    gateway, operator = grpc[0]["from"]
+    for peer in (gateway, operator):
+        assert peer["namespaceSelector"]["matchLabels"] == {
+            "kubernetes.io/metadata.name": NAMESPACE}
+    assert _selects(gateway["podSelector"], _pod_labels(rendered, "plugin-operator-gateway"))
+    assert not _selects(gateway["podSelector"], _pod_labels(rendered, "plugin-operator"))
+    assert _selects(operator["podSelector"], _pod_labels(rendered, "plugin-operator"))
+    assert not _selects(operator["podSelector"],
+                        _pod_labels(rendered, "plugin-operator-gateway"))
+    # Another release's gateway in another namespace is not let in.
+    other = render(namespace="elsewhere")
+    assert _policy(other)["spec"]["ingress"][0]["from"][0]["namespaceSelector"][
+        "matchLabels"] == {"kubernetes.io/metadata.name": "elsewhere"}
 
 
 def test_metrics_only_from_the_configured_scrapers(render: Render) -> None:

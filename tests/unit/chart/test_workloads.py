@@ -74,7 +74,8 @@ def test_writable_paths_are_empty_dirs(render: Render) -> None:
 
 def test_operator_probes_use_kopfs_liveness_and_the_artifact_port(render: Render) -> None:
     container = _container(render(), OPERATOR)
-    assert container["args"] == ["operator", "--config", "/etc/plugin-operator/config.yaml"]
+    assert container["args"] == ["operator", "--config", "/etc/plugin-operator/config.yaml",
+                                 "--log-level", "INFO"]
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
     assert container["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
     assert container["readinessProbe"]["tcpSocket"] == {"port": "artifacts"}
