@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.kube import CRDS, HACK, ControlPlane
+from tests.support.samples import SignedSample, build_sample_go, package_testdata_python, sign
 
 CRD_KINDS = ("plugin", "datasourceinstance")
 
@@ -69,3 +70,17 @@ def namespace(control_plane: ControlPlane) -> Iterator[str]:
     control_plane.kubectl("create", "namespace", name)
     yield name
     control_plane.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture(scope="session")
+def signed_testdata_python(tmp_path_factory: pytest.TempPathFactory) -> SignedSample:
+    """plugins/testdata-python packaged by its own script and signed with a fresh test key."""
+    work = tmp_path_factory.mktemp("signed-sample")
+    return sign(package_testdata_python(work), work)
+
+
+@pytest.fixture(scope="session")
+def signed_sample_go(tmp_path_factory: pytest.TempPathFactory) -> SignedSample:
+    """plugins/sample-go built by hack/build-sample-go.sh (cached) and signed with a test key."""
+    work = tmp_path_factory.mktemp("signed-sample-go")
+    return sign(build_sample_go()["SAMPLE_GO_ZIP"], work)

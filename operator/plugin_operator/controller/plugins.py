@@ -33,6 +33,7 @@ from plugin_operator.controller.podspec import (
     backend_service,
     spec_hash,
 )
+from plugin_operator.controller.sidecars import SidecarService, TargetKey, target_of
 from plugin_operator.controller.status import (
     Phase,
     backend_phase,
@@ -71,15 +72,24 @@ class PluginKey:
         return f"{self.namespace}/{self.name}"
 
 
+def _parse_target(text: str) -> TargetKey:
+    kind, _, rest = text.partition(" ")
+    namespace, _, name = rest.partition("/")
+    return TargetKey(namespace, kind, name)
+
+
 def plugin_path(key: PluginKey, subresource: str | None = None) -> str:
     return group_path(API_VERSION, key.namespace, PLUGIN_PLURAL, key.name, subresource)
 
 
 class PluginService:
     def __init__(self, kube: KubeApi, config: OperatorConfig, pipeline: PackagePipeline,
-                 backoff: Backoff, events: EventRecorder,
+                 backoff: Backoff, events: EventRecorder, sidecars: SidecarService,
+                 on_target_changed: Callable[[TargetKey], None],
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.kube = kube
+        self.sidecars = sidecars
+        self.on_target_changed = on_target_changed
         self.config = config
         self.pipeline = pipeline
         self.backoff = backoff
@@ -119,12 +129,42 @@ class PluginService:
                 return await self._pending(key, obj, exc, generation)
             await self._reject(key, obj, exc.code, exc.message, exc)
             return None
+        previous_target = str((obj.get("status") or {}).get("sidecarTarget") or "")
         if spec.mode is Mode.SIDECAR:
-            # The sidecar service owns sidecar Plugins' status and placement; pods of an
-            # earlier Pod-mode life go away.
-            await self._delete_all_pods(key)
-            return None
+            await self._run_sidecar(key, obj, spec, package, now, generation)
+            return RESYNC_SECONDS
+        if previous_target:
+            # It left Sidecar mode: the target's sidecar set no longer includes it.
+            self.on_target_changed(_parse_target(previous_target))
         return await self._run_pods(key, ref, obj, spec, package, now, generation)
+
+    async def _run_sidecar(self, key: PluginKey, obj: dict[str, Any], spec: PluginSpec,
+                           package: VerifiedPackage, now: datetime, generation: int) -> None:
+        target = target_of(spec, key.namespace, self.config)
+        if target.namespace != key.namespace:
+            await self._reject(key, obj, "sidecarNamespace",
+                               f"a Sidecar-mode Plugin must live in the namespace of the "
+                               f"workload it joins; the default target is {target}, so create "
+                               f"the Plugin in namespace {target.namespace!r} or set "
+                               "spec.sidecar.targetRef", None)
+            return
+        # Pods of an earlier Pod-mode life go away; the sidecar service takes over status.
+        await self._delete_all_pods(key)
+        await self.kube.delete(core_path(key.namespace, "services",
+                                         naming.service_name(key.name)))
+        status: dict[str, Any] = dict(obj.get("status") or {})
+        new_status = self._verified_status(status, package, generation, now)
+        new_status.update({"sidecarTarget": f"{target.kind} {target.namespace}/{target.name}",
+                           "serviceName": None})
+        for field in ("phase", "message", "replicas", "readyReplicas", "restarts"):
+            new_status.setdefault(field, status.get(field))
+        if status.get("phase") in (None, Phase.PENDING, Phase.VERIFYING, Phase.REJECTED):
+            new_status["phase"] = str(Phase.STARTING)
+            new_status["message"] = f"placing the backend as a sidecar in {target}"
+        new_status["conditions"] += [c for c in status.get("conditions") or []
+                                     if c["type"] == "BackendReady"]
+        await self._write_status(key, obj, new_status)
+        self.on_target_changed(target)
 
     async def _package(self, key: PluginKey, spec: PluginSpec, status: Mapping[str, Any],
                        generation: int) -> VerifiedPackage:

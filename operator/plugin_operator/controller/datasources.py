@@ -1,0 +1,247 @@
+"""Reconcile one DataSourceInstance: its Plugin, its Secrets, its settings version, its health.
+
+The health check runs against a ready backend with the same PluginContext the gateway
+sends, at ``spec.healthCheck.interval`` and whenever the settings change.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from plugin_operator.controller import metrics
+from plugin_operator.controller.config import OperatorConfig
+from plugin_operator.controller.endpoints import ready_endpoints
+from plugin_operator.controller.events import EventRecorder
+from plugin_operator.controller.planner import parse_time
+from plugin_operator.controller.status import condition, timestamp
+from plugin_operator.kube.rest import KubeApi, NotFoundError, core_path, group_path
+from plugin_operator.models.resources import (
+    API_VERSION,
+    DATASOURCE_PLURAL,
+    PLUGIN_PLURAL,
+    DataSourceSpec,
+    SpecError,
+    parse_datasource_spec,
+)
+from plugin_operator.models.settings import datasource_instance_settings, settings_digest
+from plugin_operator.protocol.client import PluginClient
+from plugin_operator.protocol.errors import PluginError
+from plugin_operator.protocol.models import CheckHealthRequest, HealthStatus, PluginContext
+
+log = logging.getLogger(__name__)
+NO_BACKEND_RECHECK_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class DataSourceKey:
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+class SecretMissingError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Health:
+    status: str
+    message: str
+    details: dict[str, Any] | None = None
+
+
+class DataSourceService:
+    def __init__(self, kube: KubeApi, config: OperatorConfig, events: EventRecorder,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self.kube = kube
+        self.config = config
+        self.events = events
+        self.clock = clock
+
+    def _path(self, key: DataSourceKey, subresource: str | None = None) -> str:
+        return group_path(API_VERSION, key.namespace, DATASOURCE_PLURAL, key.name, subresource)
+
+    async def reconcile(self, key: DataSourceKey) -> float | None:
+        obj = await self.kube.get_or_none(self._path(key))
+        if obj is None or obj["metadata"].get("deletionTimestamp"):
+            metrics.LAST_SEEN.datasource_health.pop(str(key), None)
+            return None
+        with metrics.RECONCILE_SECONDS.labels("DataSourceInstance").time():
+            try:
+                result = await self._reconcile(key, obj)
+            except Exception:
+                metrics.RECONCILES.labels("DataSourceInstance", "error").inc()
+                raise
+        metrics.RECONCILES.labels("DataSourceInstance", "ok").inc()
+        return result
+
+    async def _reconcile(self, key: DataSourceKey, obj: dict[str, Any]) -> float | None:
+        now = self.clock()
+        generation = int(obj["metadata"].get("generation", 1))
+        status: dict[str, Any] = dict(obj.get("status") or {})
+        previous = status.get("conditions") or []
+        try:
+            spec = parse_datasource_spec(obj.get("spec") or {}, key.name)
+        except SpecError as exc:
+            return await self._unhealthy(key, obj, "SpecInvalid", f"{exc}", plugin_ready=None)
+        plugin = await self.kube.get_or_none(group_path(API_VERSION, key.namespace,
+                                                        PLUGIN_PLURAL, spec.plugin_name))
+        if plugin is None or plugin["metadata"].get("deletionTimestamp"):
+            return await self._unhealthy(
+                key, obj, "PluginNotFound",
+                f"Plugin {spec.plugin_name!r} does not exist in namespace {key.namespace!r}; "
+                "create it or fix spec.pluginRef.name", plugin_ready=False)
+        plugin_status = plugin.get("status") or {}
+        plugin_type = (plugin_status.get("plugin") or {}).get("type")
+        plugin_id = str((plugin.get("spec") or {}).get("pluginId", ""))
+        if plugin_type and plugin_type != "datasource":
+            return await self._unhealthy(
+                key, obj, "NotADatasource",
+                f"Plugin {spec.plugin_name!r} ({plugin_id}) is a {plugin_type} plugin, not a "
+                "datasource; point spec.pluginRef at a datasource plugin", plugin_ready=False)
+        try:
+            secure = await self._secure_values(key.namespace, spec)
+        except SecretMissingError as exc:
+            return await self._unhealthy(key, obj, "SecretNotFound", str(exc),
+                                         plugin_ready=None)
+        digest = settings_digest(obj.get("spec") or {}, secure)
+        version = int(status.get("settingsVersion") or 0)
+        changed = digest != status.get("settingsHash")
+        if changed:
+            # lastUpdatedMS must move forward, even if two changes land in one millisecond.
+            version = max(int(now.timestamp() * 1000), version + 1)
+        endpoints = await ready_endpoints(self.kube, self.config, key.namespace,
+                                          spec.plugin_name, plugin)
+        new_status: dict[str, Any] = {
+            "observedGeneration": generation, "pluginId": plugin_id,
+            "settingsVersion": version, "settingsHash": digest,
+            "health": status.get("health"),
+        }
+        if not endpoints:
+            message = (f"Plugin {spec.plugin_name!r} has no ready backend "
+                       f"(phase {plugin_status.get('phase', 'Pending')})")
+            new_status["health"] = {"status": "UNKNOWN", "message": message,
+                                    "checkedAt": timestamp(now)}
+            new_status["conditions"] = [
+                condition(previous, "PluginReady", False, "NoReadyBackend", message,
+                          generation, now),
+                condition(previous, "Healthy", None, "NoReadyBackend", message, generation,
+                          now)]
+            await self._write(key, obj, new_status)
+            return NO_BACKEND_RECHECK_SECONDS
+        interval = spec.health_check.interval_seconds
+        last = parse_time((status.get("health") or {}).get("checkedAt"))
+        stale_state = (status.get("health") or {}).get("status") in (None, "UNKNOWN")
+        due = (changed or generation != status.get("observedGeneration") or stale_state
+               or last is None or (now - last).total_seconds() >= interval)
+        if spec.health_check.enabled and due:
+            settings = datasource_instance_settings(key.namespace, key.name, spec, secure,
+                                                    version)
+            context = PluginContext(org_id=1, plugin_id=plugin_id,
+                                    datasource_instance_settings=settings,
+                                    plugin_version=str((plugin.get("spec") or {})
+                                                       .get("version", "")))
+            health = await self._check(endpoints, context)
+            metrics.HEALTH_CHECKS.labels(health.status).inc()
+            old = (status.get("health") or {}).get("status")
+            if old != health.status:
+                self.events.emit(obj, "Normal" if health.status == "OK" else "Warning",
+                                 "Healthy" if health.status == "OK" else "Unhealthy",
+                                 f"CheckHealth: {health.status}: {health.message}")
+            new_status["health"] = {"status": health.status, "message": health.message,
+                                    "checkedAt": timestamp(now),
+                                    **({"details": health.details} if health.details else {})}
+            last = now
+        health_status = (new_status["health"] or {}).get("status", "UNKNOWN")
+        health_message = (new_status["health"] or {}).get("message", "")
+        new_status["conditions"] = [
+            condition(previous, "PluginReady", True, "BackendReady",
+                      f"{len(endpoints)} ready backend(s) of Plugin {spec.plugin_name!r}",
+                      generation, now),
+            condition(previous, "Healthy",
+                      None if not spec.health_check.enabled else health_status == "OK",
+                      "Disabled" if not spec.health_check.enabled else
+                      ("CheckPassed" if health_status == "OK" else "CheckFailed"),
+                      health_message, generation, now),
+        ]
+        await self._write(key, obj, new_status)
+        if not spec.health_check.enabled:
+            return None
+        elapsed = (now - last).total_seconds() if last else 0.0
+        return max(1.0, interval - elapsed)
+
+    async def _secure_values(self, namespace: str, spec: DataSourceSpec) -> dict[str, str]:
+        values: dict[str, str] = {}
+        secrets: dict[str, Mapping[str, str] | None] = {}
+        for field_name, ref in spec.secure_json_data_from.items():
+            if ref.name not in secrets:
+                secret = await self.kube.get_or_none(core_path(namespace, "secrets", ref.name))
+                secrets[ref.name] = None if secret is None else (secret.get("data") or {})
+            data = secrets[ref.name]
+            if data is None:
+                raise SecretMissingError(f"secure setting {field_name!r} refers to Secret "
+                                    f"{namespace}/{ref.name}, which does not exist; create it")
+            if ref.key not in data:
+                raise SecretMissingError(f"secure setting {field_name!r} refers to key {ref.key!r} "
+                                    f"of Secret {namespace}/{ref.name}, which has no such key "
+                                    f"(it has: {', '.join(sorted(data)) or 'none'})")
+            values[field_name] = base64.b64decode(data[ref.key]).decode(errors="replace")
+        return values
+
+    async def _check(self, endpoints: list[str], context: PluginContext) -> Health:
+        last_error = ""
+        for target in endpoints[:2]:
+            try:
+                async with PluginClient(target, timeout=self.config.health_check_timeout) as cl:
+                    result = await cl.check_health(CheckHealthRequest(plugin_context=context))
+            except PluginError as exc:
+                last_error = f"CheckHealth on {target} failed: {exc}"
+                continue
+            details = None
+            if result.json_details:
+                try:
+                    parsed = json.loads(result.json_details)
+                    details = parsed if isinstance(parsed, dict) else {"value": parsed}
+                except ValueError:
+                    details = {"raw": result.json_details.decode(errors="replace")}
+            return Health(HealthStatus(result.status).name, result.message, details)
+        return Health("ERROR", last_error)
+
+    async def _unhealthy(self, key: DataSourceKey, obj: dict[str, Any], reason: str,
+                         message: str, plugin_ready: bool | None) -> float:
+        now = self.clock()
+        generation = int(obj["metadata"].get("generation", 1))
+        status: dict[str, Any] = dict(obj.get("status") or {})
+        previous = status.get("conditions") or []
+        if status.get("health", {}).get("message") != message:
+            self.events.emit(obj, "Warning", reason, message)
+        new_status = {
+            **status, "observedGeneration": generation,
+            "health": {"status": "UNKNOWN", "message": message, "checkedAt": timestamp(now)},
+            "conditions": [
+                condition(previous, "PluginReady", plugin_ready, reason, message, generation,
+                          now),
+                condition(previous, "Healthy", False, reason, message, generation, now)],
+        }
+        await self._write(key, obj, new_status)
+        return 30.0
+
+    async def _write(self, key: DataSourceKey, obj: Mapping[str, Any],
+                     new_status: dict[str, Any]) -> None:
+        cleaned = {k: v for k, v in new_status.items() if v is not None}
+        metrics.LAST_SEEN.datasource_health[str(key)] = str(
+            (cleaned.get("health") or {}).get("status", "UNKNOWN"))
+        if cleaned == obj.get("status"):
+            return
+        try:
+            await self.kube.merge_patch(self._path(key, "status"), {"status": cleaned})
+        except NotFoundError:
+            return

@@ -1,0 +1,108 @@
+"""Kopf's handlers: a thin layer that turns watch events into work-queue keys.
+
+Kopf watches, lists on start (so every object is reconciled after a restart), probes, and
+runs the one finalizer we need (Sidecar-mode Plugins, whose sidecar lives in another
+object). Everything else happens in the services behind the queues.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+
+from plugin_operator.controller.datasources import DataSourceKey
+from plugin_operator.controller.plugins import PluginKey
+from plugin_operator.controller.runtime import Runtime
+from plugin_operator.controller.sidecars import target_of
+from plugin_operator.models import naming
+from plugin_operator.models.resources import (
+    DATASOURCE_PLURAL,
+    GROUP,
+    PLUGIN_PLURAL,
+    VERSION,
+    Mode,
+    SpecError,
+    parse_plugin_spec,
+)
+
+FINALIZER = f"{GROUP}/sidecar-cleanup"
+
+
+def _is_sidecar(spec: Any, **_: Any) -> bool:
+    return bool(spec) and spec.get("mode") == Mode.SIDECAR
+
+
+def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
+    """Register every handler on ``registry``, bound to ``runtime``."""
+
+    @kopf.on.startup(registry=registry)
+    async def start(settings: kopf.OperatorSettings, **_: Any) -> None:
+        settings.persistence.finalizer = FINALIZER
+        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+            prefix=GROUP, key="last-handled-configuration")
+        # Reconnect a watch that went quiet: the apiserver sends bookmarks every minute.
+        settings.watching.inactivity_timeout = 90.0
+        settings.watching.server_timeout = 600  # the apiserver wants an integer
+        settings.watching.client_timeout = 660.0
+        # One replica (Recreate): no peering objects needed.
+        settings.peering.standalone = True
+        settings.posting.level = logging.WARNING
+        settings.networking.request_timeout = 60.0
+        await runtime.start()
+
+    @kopf.on.login(registry=registry)
+    def login(**event: Any) -> kopf.ConnectionInfo | None:
+        # kopf's own readers of the ServiceAccount and of kubeconfig files; we do not ship
+        # the synchronous kubernetes client that kopf would otherwise borrow credentials from.
+        return (kopf.login_with_service_account(**event) or
+                kopf.login_with_kubeconfig(**event))
+
+    @kopf.on.cleanup(registry=registry)
+    async def stop(**_: Any) -> None:
+        await runtime.stop()
+
+    @kopf.on.event(GROUP, VERSION, PLUGIN_PLURAL, registry=registry)
+    def plugin_changed(**event: Any) -> None:
+        namespace, name = event["namespace"], event["name"]
+        runtime.plugins.add(PluginKey(namespace, name))
+        for datasource in event["by_plugin"].get((namespace, name), []):
+            runtime.datasources.add(DataSourceKey(namespace, datasource))
+
+    @kopf.on.event("", "v1", "pods", labels={naming.LABEL_PLUGIN: kopf.PRESENT},
+                   registry=registry)
+    def backend_pod_changed(**event: Any) -> None:
+        runtime.plugins.add(PluginKey(event["namespace"], event["labels"][naming.LABEL_PLUGIN]))
+
+    @kopf.on.event(GROUP, VERSION, DATASOURCE_PLURAL, registry=registry)
+    def datasource_changed(**event: Any) -> None:
+        runtime.datasources.add(DataSourceKey(event["namespace"], event["name"]))
+
+    @kopf.index(GROUP, VERSION, DATASOURCE_PLURAL, registry=registry)
+    def by_plugin(**event: Any) -> dict[Any, str]:
+        plugin = (event["spec"].get("pluginRef") or {}).get("name")
+        return {(event["namespace"], plugin): event["name"]}
+
+    @kopf.index(GROUP, VERSION, DATASOURCE_PLURAL, registry=registry)
+    def by_secret(**event: Any) -> dict[Any, str]:
+        refs = (event["spec"].get("secureJsonDataFrom") or {}).values()
+        return {(event["namespace"], (ref.get("secretKeyRef") or {}).get("name")): event["name"]
+                for ref in refs if isinstance(ref, dict)}
+
+    @kopf.on.event("", "v1", "secrets", registry=registry)
+    def secret_changed(**event: Any) -> None:
+        namespace = event["namespace"]
+        for datasource in event["by_secret"].get((namespace, event["name"]), []):
+            runtime.datasources.add(DataSourceKey(namespace, datasource))
+
+    @kopf.on.delete(GROUP, VERSION, PLUGIN_PLURAL, when=_is_sidecar, registry=registry)
+    async def sidecar_plugin_deleted(**event: Any) -> None:
+        try:
+            plugin_spec = parse_plugin_spec(event["spec"])
+        except SpecError:
+            return
+        # Remove it from the workload now; the finalizer holds the Plugin until that worked.
+        await runtime.sidecar_service.reconcile_target(
+            target_of(plugin_spec, event["namespace"], runtime.config), excluding=event["name"])

@@ -1,0 +1,102 @@
+"""Everything the operator runs besides kopf itself: services, work queues, HTTP servers.
+
+Built once at start-up from the configuration; kopf's handlers only put keys into the
+queues, and the workers here turn keys into reconcile passes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from plugin_operator.controller.artifacts import ArtifactStore, artifact_routes
+from plugin_operator.controller.backoff import Backoff
+from plugin_operator.controller.config import OperatorConfig
+from plugin_operator.controller.datasources import DataSourceKey, DataSourceService
+from plugin_operator.controller.events import EventRecorder
+from plugin_operator.controller.packages import PackagePipeline
+from plugin_operator.controller.plugins import PluginKey, PluginService
+from plugin_operator.controller.sidecars import SidecarService, TargetKey
+from plugin_operator.controller.workqueue import WorkQueue
+from plugin_operator.kube.client import api_client
+from plugin_operator.kube.rest import KubeApi
+
+log = logging.getLogger(__name__)
+K = TypeVar("K")
+WORKERS_PER_KIND = 4
+
+
+class Runtime:
+    def __init__(self, config: OperatorConfig, kubeconfig: str | None = None) -> None:
+        self.config = config
+        self.kubeconfig = kubeconfig
+        self.plugins: WorkQueue[PluginKey] = WorkQueue()
+        self.datasources: WorkQueue[DataSourceKey] = WorkQueue()
+        self.targets: WorkQueue[TargetKey] = WorkQueue()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._runners: list[web.AppRunner] = []
+        self._api: Any = None
+
+    async def start(self) -> None:
+        self._api = await api_client(self.kubeconfig)
+        kube = KubeApi(self._api)
+        store = ArtifactStore(self.config.artifacts_directory)
+        pipeline = PackagePipeline(store, self.config)
+        events = EventRecorder(kube)
+        self.events = events
+        self.sidecar_service = SidecarService(kube, self.config, events,
+                                              on_plugin_changed=self.plugins.add)
+        self.plugin_service = PluginService(
+            kube, self.config, pipeline, Backoff(self.config.backoff, time.monotonic), events,
+            sidecars=self.sidecar_service, on_target_changed=self.targets.add)
+        self.datasource_service = DataSourceService(kube, self.config, events)
+        self._spawn(self.plugins, self.plugin_service.reconcile)
+        self._spawn(self.datasources, self.datasource_service.reconcile)
+        self._spawn(self.targets, self.sidecar_service.reconcile_target)
+        await self._serve(self.config.artifacts_port, artifact_routes(store))
+        await self._serve(self.config.metrics_port, _metrics_routes())
+        log.info("operator runtime started: artifacts on :%d, metrics on :%d",
+                 self.config.artifacts_port, self.config.metrics_port)
+
+    def _spawn(self, queue: WorkQueue[K],
+               reconcile: Callable[[K], Awaitable[float | None]]) -> None:
+        for _ in range(WORKERS_PER_KIND):
+            self._tasks.append(asyncio.create_task(queue.run_worker(reconcile)))
+
+    async def _serve(self, port: int, routes: web.RouteTableDef) -> None:
+        app = web.Application()
+        app.add_routes(routes)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        # Plugin pods and Prometheus reach these from the pod network.
+        await web.TCPSite(runner, "0.0.0.0", port).start()
+        self._runners.append(runner)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for queue in (self.plugins, self.datasources, self.targets):
+            queue.close()
+        for runner in self._runners:
+            await runner.cleanup()
+        if self._api is not None:
+            await self.events.flush()
+            await self._api.close()
+
+
+def _metrics_routes() -> web.RouteTableDef:
+    routes = web.RouteTableDef()
+
+    @routes.get("/metrics")
+    async def metrics(_: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(), headers={"Content-Type":
+                                                             CONTENT_TYPE_LATEST})
+
+    return routes
