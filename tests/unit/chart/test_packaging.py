@@ -60,3 +60,9 @@ def test_crds_are_not_templates(render: Render) -> None:
     # Helm installs crds/ before anything else and never upgrades or deletes them; a CRD in
     # templates/ would be deleted (with every Plugin) by `helm uninstall`.
     assert render().all("CustomResourceDefinition") == []
+
+
+def test_default_image_tag_is_the_version_hack_image_builds() -> None:
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    pyproject = (REPO / "pyproject.toml").read_text()
+    assert f'\nversion = "{chart["appVersion"]}"\n' in pyproject
