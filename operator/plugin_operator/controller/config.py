@@ -110,7 +110,9 @@ def _env_name(setting: str) -> str:
 
 def _convert(kind: str, value: Any, setting: str, origin: str) -> Any:
     where = f"{setting} (from {origin})"
-    from_env = isinstance(value, str) and kind in ("list", "paths")
+    # Environment variables can only spell lists as comma-separated text; a file must use
+    # a YAML list, so that a forgotten dash is an error rather than a one-item list.
+    from_env = origin.startswith(ENV_PREFIX) and isinstance(value, str)
     if kind in ("list", "paths"):
         items = [v.strip() for v in value.split(",") if v.strip()] if from_env else value
         if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
