@@ -69,7 +69,8 @@ def cluster() -> Cluster:
     else:
         image = os.environ.get("PLUGIN_OPERATOR_E2E_IMAGE") or _run_script("image.sh", "ref")
         hint = f"cluster: context {context} of {kubeconfig}"
-    return Cluster(kubeconfig=kubeconfig, kubectl_path=kubectl, image=image, logs_hint=hint)
+    return Cluster(kubeconfig=kubeconfig, kubectl_path=kubectl, image=image, logs_hint=hint,
+                   local=context == LOCAL_CONTEXT)
 
 
 def create_namespace(cluster: Cluster, prefix: str) -> str:

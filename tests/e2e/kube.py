@@ -31,6 +31,8 @@ class Cluster:
     kubectl_path: Path
     image: str
     logs_hint: str
+    # True for this machine's cluster from hack/cluster.sh (not kind or another cluster).
+    local: bool = False
 
     def kubectl(
         self, *args: str, stdin: str | None = None, check: bool = True, timeout: float = 180

@@ -6,6 +6,8 @@ import json
 import uuid
 from typing import Any
 
+import pytest
+
 from tests.e2e.kube import SLEEP_FOREVER, Cluster, restricted_pod
 
 # A tiny HTTP server that answers with its own pod name, from our image's Python.
@@ -71,6 +73,23 @@ def test_dns_resolves_the_kubernetes_service(cluster: Cluster, namespace: str) -
     ).stdout.strip()
     expected = cluster.get("default", "service", "kubernetes")["spec"]["clusterIP"]
     assert resolved == expected
+
+
+def test_dns_answers_nothing_outside_the_cluster(cluster: Cluster, namespace: str) -> None:
+    """Tests must not reach beyond the cluster: our CoreDNS serves cluster.local only."""
+    if not cluster.local:
+        pytest.skip("only hack/cluster.sh's CoreDNS is configured without upstream forwarding")
+    cluster.apply(namespace, restricted_pod("client", cluster.image, SLEEP_FOREVER))
+    cluster.wait_ready(namespace, "client")
+    script = (
+        "import socket\n"
+        "try:\n"
+        "    print(socket.gethostbyname('example.com'))\n"
+        "except socket.gaierror as error:\n"
+        "    print('unresolved', error.errno)\n"
+    )
+    answer = cluster.python(namespace, "client", script).stdout.strip()
+    assert answer.startswith("unresolved"), f"example.com resolved to {answer}"
 
 
 def test_service_account_token_is_mounted_and_accepted(cluster: Cluster, namespace: str) -> None:
