@@ -37,7 +37,11 @@ serves the whole cluster, into Roles in each plugin namespace otherwise.
 
 {{- define "po.operatorWorkloadRules" -}}
 # Sidecar mode: the operator adds backend containers to the target workload's pod template
-# with server-side apply (its own field manager).
+# with server-side apply (its own field manager), after listing the sidecar Plugins that
+# target the same workload.
+- apiGroups: [plugin-operator.dev]
+  resources: [plugins]
+  verbs: [get, list, watch]
 - apiGroups: [apps]
   resources: [deployments, statefulsets, daemonsets]
   verbs: [get, list, watch, patch]

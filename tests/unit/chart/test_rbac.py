@@ -112,6 +112,8 @@ def test_in_the_release_namespace_only_sidecar_needs(render: Render) -> None:
     rendered = render()
     operator = _rules_of(rendered, OPERATOR_SA, NAMESPACE)
     assert _allowed(operator, "apps", "deployments", "patch")  # sidecars into the gateway
+    assert _allowed(operator, GROUP, "plugins", "list")  # the sidecars targeting it
+    assert not _allowed(operator, GROUP, "plugins", "patch")
     assert not _allowed(operator, "", "secrets", "get")
     assert not _allowed(operator, "", "pods", "create")
     gateway = _rules_of(rendered, GATEWAY_SA, NAMESPACE)
