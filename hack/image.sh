@@ -80,15 +80,36 @@ ensure_base() {
   echo "$OFFLINE_BASE"
 }
 
+# Wheels for the image's interpreter (CPython 3.11, glibc x86_64), made on the host so the
+# image build never touches the network. The dependencies' wheels, and the wheels our build
+# backend needs, are fetched from PyPI once per pyproject.toml; our own wheel is then built
+# offline from those.
 build_wheels() {
-  log "building wheels of plugin-operator and its dependencies into $WHEEL_DIR"
-  rm -rf "$WHEEL_DIR"; mkdir -p "$WHEEL_DIR"
-  local python="$REPO_ROOT/.venv/bin/python"
+  local python="$REPO_ROOT/.venv/bin/python" key deps="$WHEEL_DIR/deps" app="$WHEEL_DIR/app"
+  local build_deps pip_log="$LOG_DIR/wheels.log"
   [ -x "$python" ] || python=python3
-  # Wheels for the image's interpreter (CPython 3.11, glibc x86_64), resolved on the host
-  # so the image build itself never touches the network.
-  "$python" -m pip wheel --quiet --disable-pip-version-check --wheel-dir "$WHEEL_DIR" \
-    "$REPO_ROOT" > "$LOG_DIR/wheels.log" 2>&1 || { cat "$LOG_DIR/wheels.log" >&2; die "pip wheel failed"; }
+  key="$(sha256sum "$REPO_ROOT/pyproject.toml" | cut -c1-16)"
+  build_deps="$CACHE_DIR/wheels/build-$key"
+  local pip=("$python" -m pip --disable-pip-version-check)
+  if [ "$(cat "$deps/.pyproject-key" 2>/dev/null)" != "$key" ] || [ ! -s "$build_deps/.done" ]; then
+    log "fetching the dependencies' wheels (once per pyproject.toml) into $deps"
+    rm -rf "$deps" "$build_deps"; mkdir -p "$deps" "$build_deps"
+    "${pip[@]}" wheel --quiet --wheel-dir "$deps" "$REPO_ROOT" >"$pip_log" 2>&1 ||
+      { cat "$pip_log" >&2; die "pip wheel failed (log: $pip_log)"; }
+    rm -f "$deps"/plugin_operator-*.whl
+    local requires=()
+    mapfile -t requires < <("$python" -c '
+import tomllib, sys
+print("\n".join(tomllib.load(open(sys.argv[1], "rb"))["build-system"]["requires"]))' \
+      "$REPO_ROOT/pyproject.toml")
+    "${pip[@]}" wheel --quiet --wheel-dir "$build_deps" "${requires[@]}" >>"$pip_log" 2>&1 ||
+      { cat "$pip_log" >&2; die "pip wheel of the build requirements failed (log: $pip_log)"; }
+    echo "$key" > "$deps/.pyproject-key"; touch "$build_deps/.done"
+  fi
+  log "building the plugin-operator wheel into $app"
+  rm -rf "$app"; mkdir -p "$app"
+  "${pip[@]}" wheel --quiet --no-deps --no-index --find-links "$build_deps" --wheel-dir "$app" \
+    "$REPO_ROOT" >"$pip_log" 2>&1 || { cat "$pip_log" >&2; die "building our wheel failed (log: $pip_log)"; }
 }
 
 build_image() {
@@ -120,6 +141,15 @@ import_image() {
 }
 
 
+# One build or import at a time (two e2e sessions may start together): they share
+# dist/wheels and the image tag.
+lock_image_work() {
+  mkdir -p "$CACHE_DIR" "$LOG_DIR"
+  exec 8>"$CACHE_DIR/.image.lock"
+  flock 8
+}
+
+[ "${1:-all}" = ref ] || lock_image_work
 case "${1:-all}" in
   base) ensure_base ;;
   build) build_image; echo "$IMAGE" ;;
