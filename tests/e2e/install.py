@@ -137,6 +137,9 @@ def install_release(cluster: Cluster, helm: Path, workdir: Path, *,
                      "logLevel": "INFO"},
         "gateway": {"replicas": 1, "podDisruptionBudget": {"enabled": False}},
         "monitoring": {"prometheusOperator": {"enabled": False}},
+        # The example user ClusterRoles have fixed names, so only one release in the cluster
+        # may own them; a test that needs them asks for them in ``values``.
+        "rbac": {"userRoles": False},
     }
     merged = merge_values(merged, values or {})
     values_file = workdir / f"values-{name}.json"
