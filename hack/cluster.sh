@@ -378,11 +378,17 @@ status() {
   fi
 }
 
+# One up or down at a time: test sessions started together all call `up`.
+lock_cluster() {
+  exec 7>/run/plugin-operator-cluster.lock
+  flock 7
+}
+
 # Sourcing the script (to debug one step) defines the functions and runs nothing.
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
   case "${1:-}" in
-    up) up ;;
-    down) down ;;
+    up) require_root; lock_cluster; up ;;
+    down) require_root; lock_cluster; down ;;
     status) status ;;
     *) die "usage: $0 up|down|status" ;;
   esac
