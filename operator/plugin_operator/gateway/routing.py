@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from plugin_operator.models import naming
+from plugin_operator.models import settings as settings_module
 from plugin_operator.models.resources import Mode, SecretKeyRef
 from plugin_operator.protocol.models import AppInstanceSettings, DataSourceInstanceSettings
 
@@ -58,10 +59,8 @@ class ResolvedDataSource:
 
 
 def stable_datasource_id(key: Key) -> int:
-    """Grafana's numeric datasource id, which the SDK uses as its instance cache key: stable
-    across gateway replicas and restarts, and below 2^53 so JavaScript clients keep it."""
-    digest = hashlib.sha256(f"{key.namespace}/{key.name}".encode()).digest()
-    return (int.from_bytes(digest[:7], "big") & (2**53 - 1)) or 1
+    """Grafana's numeric datasource id for a DataSourceInstance (see models.settings)."""
+    return settings_module.stable_datasource_id(key.namespace, key.name)
 
 
 def _resolve_secure(refs: Mapping[str, SecretKeyRef], namespace: str,
@@ -197,12 +196,8 @@ class RoutingTable:
         spec = record.spec
         secure = _resolve_secure(spec.secure_json_data_from, record.key.namespace, self.secrets,
                                  f"DataSourceInstance {record.key}")
-        settings = DataSourceInstanceSettings(
-            id=stable_datasource_id(record.key), uid=spec.uid, name=spec.name, url=spec.url,
-            user=spec.user, database=spec.database, basic_auth_enabled=spec.basic_auth,
-            basic_auth_user=spec.basic_auth_user,
-            json_data=json.dumps(dict(spec.json_data), separators=(",", ":")).encode(),
-            decrypted_secure_json_data=secure, last_updated_ms=record.settings_version)
+        settings = settings_module.datasource_instance_settings(
+            record.key.namespace, record.key.name, spec, secure, record.settings_version)
         return ResolvedDataSource(record, plugin, settings, self.endpoints(plugin))
 
     def plugin_by_id(self, plugin_id: str, namespace: str | None = None) -> PluginRecord:

@@ -18,7 +18,7 @@ def stable_datasource_id(namespace: str, name: str) -> int:
     """Grafana's numeric datasource id, which the SDK uses as its instance cache key: stable
     across processes and restarts, and below 2^53 so JavaScript clients keep it."""
     digest = hashlib.sha256(f"{namespace}/{name}".encode()).digest()
-    return int.from_bytes(digest[:7], "big") or 1
+    return (int.from_bytes(digest[:8], "big") & ((1 << 53) - 1)) or 1
 
 
 def datasource_instance_settings(namespace: str, name: str, spec: DataSourceSpec,
