@@ -22,10 +22,13 @@ PUBLIC_BASE=python:3.11-slim-bookworm
 OFFLINE_BASE=plugin-operator.dev/base:bookworm-python3.11
 BASE_ROOTFS_TAR="$CACHE_DIR/images/debian-bookworm-python3.11-rootfs.tar"
 WHEEL_DIR="$REPO_ROOT/dist/wheels"
+# Build logs live in the cache, so building (e.g. for kind) needs no root.
+BUILD_LOG_DIR="$CACHE_DIR/logs"
 
 ensure_dockerd() {
   docker info >/dev/null 2>&1 && return
   command -v dockerd >/dev/null || die "dockerd not found: run hack/install-deps.sh"
+  [ "$(id -u)" -eq 0 ] || die "Docker is not running and only root can start it here; start Docker"
   mkdir -p "$LOG_DIR" "$RUN_DIR"
   log "starting dockerd (log: $LOG_DIR/dockerd.log)"
   # Our own pidfile: `hack/cluster.sh down` stops the dockerd this script started. Builds
@@ -86,7 +89,7 @@ ensure_base() {
 # offline from those.
 build_wheels() {
   local python="$REPO_ROOT/.venv/bin/python" key deps="$WHEEL_DIR/deps" app="$WHEEL_DIR/app"
-  local build_deps pip_log="$LOG_DIR/wheels.log"
+  local build_deps pip_log="$BUILD_LOG_DIR/wheels.log"
   [ -x "$python" ] || python=python3
   key="$(sha256sum "$REPO_ROOT/pyproject.toml" | cut -c1-16)"
   build_deps="$CACHE_DIR/wheels/build-$key"
@@ -114,7 +117,7 @@ print("\n".join(tomllib.load(open(sys.argv[1], "rb"))["build-system"]["requires"
 
 build_image() {
   local base
-  mkdir -p "$LOG_DIR"
+  mkdir -p "$BUILD_LOG_DIR"
   base="$(ensure_base)"
   build_wheels
   log "docker build $IMAGE from $base"
@@ -144,7 +147,7 @@ import_image() {
 # One build or import at a time (two e2e sessions may start together): they share
 # dist/wheels and the image tag.
 lock_image_work() {
-  mkdir -p "$CACHE_DIR" "$LOG_DIR"
+  mkdir -p "$CACHE_DIR" "$BUILD_LOG_DIR"
   exec 8>"$CACHE_DIR/.image.lock"
   flock 8
 }
