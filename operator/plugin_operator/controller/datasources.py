@@ -26,6 +26,7 @@ from plugin_operator.models.resources import (
     DATASOURCE_PLURAL,
     PLUGIN_PLURAL,
     DataSourceSpec,
+    ObjectRef,
     SpecError,
     parse_datasource_spec,
 )
@@ -38,13 +39,7 @@ log = logging.getLogger(__name__)
 NO_BACKEND_RECHECK_SECONDS = 5.0
 
 
-@dataclass(frozen=True)
-class DataSourceKey:
-    namespace: str
-    name: str
-
-    def __str__(self) -> str:
-        return f"{self.namespace}/{self.name}"
+DataSourceKey = ObjectRef
 
 
 class SecretMissingError(Exception):

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -50,6 +49,7 @@ from plugin_operator.models.resources import (
     ConfigMapSource,
     ImageSource,
     Mode,
+    ObjectRef,
     PluginSpec,
     SpecError,
     UrlSource,
@@ -63,13 +63,8 @@ NOT_READY_RECHECK_SECONDS = 5.0
 SIGNATURE_CODES = {"signatureMissing", "signatureInvalid", "signatureModified"}
 
 
-@dataclass(frozen=True)
-class PluginKey:
-    namespace: str
-    name: str
-
-    def __str__(self) -> str:
-        return f"{self.namespace}/{self.name}"
+# Work-queue keys are plain object references: namespace and name.
+PluginKey = ObjectRef
 
 
 def _parse_target(text: str) -> TargetKey:
