@@ -20,7 +20,9 @@ DAEMONS=(etcd kube-apiserver kube-controller-manager kube-scheduler containerd k
 KUBECTL="$K8S_BIN_DIR/kubectl"
 # Paths outside STATE_DIR/RUN_DIR that the components create on their own; `down` removes
 # those that did not exist before `up` (recorded in $STATE_DIR/created-paths).
-FOREIGN_PATHS=(/var/lib/cni /var/log/containers /etc/cni)
+# (/var/lib/kubelet/device-plugins and the shims' /run/containerd/s are fixed paths.)
+FOREIGN_PATHS=(/var/lib/cni /var/log/containers /etc/cni /var/lib/kubelet /run/containerd
+  /usr/libexec/kubernetes)
 RULE_COMMENT=plugin-operator-cluster
 # Kernel settings the kubelet and kube-proxy change; `down` puts back what `up` found.
 SYSCTLS=(vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops
@@ -249,7 +251,8 @@ up() {
     --cluster-signing-cert-file "$PKI_DIR/ca.crt" --cluster-signing-key-file "$PKI_DIR/ca.key" \
     --use-service-account-credentials=true \
     --allocate-node-cidrs=true --cluster-cidr "$POD_CIDR" --node-cidr-mask-size 24 \
-    --service-cluster-ip-range "$SERVICE_CIDR" --cert-dir "$STATE_DIR/controller-manager"
+    --service-cluster-ip-range "$SERVICE_CIDR" --cert-dir "$STATE_DIR/controller-manager" \
+    --flex-volume-plugin-dir "$STATE_DIR/controller-manager/volume-plugins"
   start_daemon kube-scheduler "$K8S_BIN_DIR/kube-scheduler" \
     --kubeconfig "$STATE_DIR/scheduler.kubeconfig" \
     --authentication-kubeconfig "$STATE_DIR/scheduler.kubeconfig" \
