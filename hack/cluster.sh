@@ -44,7 +44,8 @@ start_daemon() {
   local name="$1"; shift
   if pid_of "$name" >/dev/null; then return; fi
   log "starting $name (log: $LOG_DIR/$name.log)"
-  setsid "$@" >>"$LOG_DIR/$name.log" 2>&1 < /dev/null &
+  # fd 7 is the up/down lock: a daemon must not inherit it, or it holds the lock forever.
+  setsid "$@" >>"$LOG_DIR/$name.log" 2>&1 < /dev/null 7>&- &
   echo $! > "$RUN_DIR/$name.pid"
 }
 
