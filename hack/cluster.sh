@@ -9,7 +9,8 @@
 #
 # Components: etcd, kube-apiserver, kube-controller-manager, kube-scheduler (built from the
 # Go module proxy by hack/build-components.sh), Debian's containerd + runc + CNI plugins,
-# kubelet, kube-proxy (iptables mode) and CoreDNS (a Deployment serving cluster.local only).
+# kubelet, kube-proxy (iptables mode), CoreDNS (a Deployment serving cluster.local only) and
+# kube-router's NetworkPolicy controller (hack/cluster/network-policy.sh).
 # State: /var/lib/plugin-operator-cluster (logs in its logs/), /run/plugin-operator-cluster.
 # Needs root. Run hack/install-deps.sh once before.
 set -euo pipefail
@@ -276,6 +277,9 @@ up() {
     kubectl_admin apply -f - >/dev/null
   kubectl_admin -n kube-system rollout status deployment/coredns --timeout=180s >/dev/null ||
     die "CoreDNS did not become ready; kubectl --kubeconfig $KUBECONFIG_ADMIN -n kube-system describe pods"
+  # The bridge CNI enforces no NetworkPolicy: kube-router's policy controller does.
+  "$HACK_DIR/cluster/network-policy.sh" up ||
+    die "NetworkPolicy enforcement did not start; see $LOG_DIR/kube-router.log"
   log "cluster up in $((SECONDS - started))s; logs: $LOG_DIR"
   echo "$KUBECONFIG_ADMIN"
 }
@@ -328,6 +332,7 @@ remove_cgroups() {
 down() {
   require_root
   local pid id p
+  "$HACK_DIR/cluster/network-policy.sh" down || true
   stop_daemon kube-proxy
   stop_daemon kubelet
   # Every container of the cluster, then their shims.
@@ -367,7 +372,7 @@ down() {
 
 status() {
   local d pid running=0
-  for d in "${DAEMONS[@]}" dockerd; do
+  for d in "${DAEMONS[@]}" kube-router dockerd; do
     if pid="$(pid_of "$d")"; then
       printf '%-24s running (pid %s)\n' "$d" "$pid"; running=1
     else
