@@ -74,13 +74,10 @@ KUBECTL="$("$HACK_DIR/build-components.sh" kubectl 2>"$STATE/logs/build-componen
 HELM="$("$HACK_DIR/build-components.sh" helm 2>>"$STATE/logs/build-components.log" | tail -n1)/helm"
 
 if [ "$use_local" = 1 ]; then
-  step "starting the local cluster (hack/cluster.sh up; the first run builds Kubernetes, ~10 min)"
+  step "starting the local cluster with NetworkPolicy enforced (hack/cluster.sh up; the first run builds Kubernetes, ~10 min)"
   logs_hint="$LOCAL_LOGS (and $STATE/logs/cluster.log)"
   export KUBECONFIG
   KUBECONFIG="$("$HACK_DIR/cluster.sh" up 2>"$STATE/logs/cluster.log" | tail -n1)"
-  step "enforcing NetworkPolicy on the local cluster (hack/cluster/network-policy.sh up)"
-  "$HACK_DIR/cluster/network-policy.sh" up >"$STATE/logs/network-policy.log" 2>&1 ||
-    { logs_hint="$STATE/logs/network-policy.log"; false; }
 fi
 kctl() { "$KUBECTL" ${context:+--context "$context"} "$@"; }
 kctl_hint() {

@@ -75,7 +75,7 @@ up() {
       --run-firewall=true --run-router=false --run-service-proxy=false --enable-cni=false \
       --enable-ipv4=true --enable-ipv6=false --health-port=0 --metrics-port=0 \
       --service-cluster-ip-range "$SERVICE_CIDR" --iptables-sync-period=1m \
-      >>"$LOG" 2>&1 < /dev/null &
+      >>"$LOG" 2>&1 < /dev/null 7>&- &
     echo $! > "$PIDFILE"
   fi
   local deadline=$((SECONDS + 60))
