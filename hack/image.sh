@@ -34,8 +34,9 @@ ensure_dockerd() {
   # Our own pidfile: `hack/cluster.sh down` stops the dockerd this script started. Builds
   # run with --network none, so Docker needs no bridge, no iptables rules and no forwarding
   # changes on this machine.
+  # fd 8 is the image lock: dockerd must not inherit it, or it holds the lock forever.
   setsid dockerd --pidfile "$RUN_DIR/dockerd.pid" --iptables=false --ip-forward=false \
-    --bridge=none >"$LOG_DIR/dockerd.log" 2>&1 < /dev/null &
+    --bridge=none >"$LOG_DIR/dockerd.log" 2>&1 < /dev/null 8>&- &
   for _ in $(seq 60); do docker info >/dev/null 2>&1 && return; sleep 1; done
   die "dockerd did not start; see $LOG_DIR/dockerd.log"
 }
