@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import csv
 import json
 import os
@@ -26,9 +27,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-
-import aiohttp
-import grpc.aio
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "operator"))
@@ -44,7 +43,6 @@ from plugin_operator.gateway.launcher import (  # noqa: E402
 from plugin_operator.gateway.routing import Kind, RoutingTable  # noqa: E402
 from plugin_operator.host.launcher import start_host  # noqa: E402
 from plugin_operator.protocol import convert  # noqa: E402
-from plugin_operator.protocol.client import CHANNEL_OPTIONS  # noqa: E402
 from plugin_operator.protocol.frames import frame_from_arrow, frame_to_json  # noqa: E402
 from plugin_operator.protocol.models import (  # noqa: E402
     DataQuery,
@@ -52,7 +50,6 @@ from plugin_operator.protocol.models import (  # noqa: E402
     QueryDataRequest,
     TimeRange,
 )
-from plugin_operator.protocol.stubs import backend_pb2_grpc  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 ERRORS: dict[str, int] = {}  # failure kinds, reported with the results
@@ -77,13 +74,7 @@ class Run:
     p99: float
     gateway_cpu: float  # cores used by the gateway process during the run
     backend_cpu: float  # cores used by host + plugin
-
-
-def _percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+    load_cpu: float  # cores used by the load generator (warm-up included)
 
 
 def _cpu_seconds(pids: list[int]) -> float:
@@ -91,7 +82,8 @@ def _cpu_seconds(pids: list[int]) -> float:
     for pid in pids:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
+            # utime, stime, and the same for waited-for children (the load generator's).
+            total += sum(int(f) for f in fields[11:15])
         except (OSError, IndexError, ValueError):
             continue
     return total / os.sysconf("SC_CLK_TCK")
@@ -109,41 +101,63 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-async def _open_loop(rate: int, seconds: float, call: object) -> tuple[list[float], int]:
-    latencies: list[float] = []
-    errors = 0
-    loop = asyncio.get_running_loop()
-    start = loop.time() + 0.05
-    total = int(rate * seconds)
-
-    async def one(due: float) -> None:
-        nonlocal errors
-        try:
-            ok = await call()  # type: ignore[operator]
-        except Exception as exc:  # noqa: BLE001 - every failure counts as an error
-            ERRORS[type(exc).__name__] = ERRORS.get(type(exc).__name__, 0) + 1
-            ok = False
-        if ok:
-            latencies.append((loop.time() - due) * 1000)
-        else:
-            errors += 1
-
-    tasks = []
-    for index in range(total):
-        due = start + index / rate
-        delay = due - loop.time()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one(due)))
-    await asyncio.gather(*tasks)
-    return latencies, errors
+# Which core each party runs on (-1: wherever the scheduler puts it). The host is a Python
+# gRPC proxy that needs most of a core at 1,000 qps, so "backend-alone" gives it one.
+LAYOUTS: dict[str, dict[str, int]] = {
+    "gateway-alone": {"gateway": 0, "backend": 1, "load": 1},
+    "backend-alone": {"gateway": 0, "backend": 1, "load": 0},
+    "unpinned": {"gateway": -1, "backend": -1, "load": -1},
+}
 
 
-async def measure(rates: list[int], seconds: float, work: Path) -> list[Run]:
+def _pin(pids: list[int], cpu: int) -> None:
+    """Keep the processes on one core (and so off the other)."""
+    if (os.cpu_count() or 1) < 2 or cpu < 0:
+        return
+    for pid in pids:
+        for task in Path(f"/proc/{pid}/task").iterdir():  # every thread, gRPC's included
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(int(task.name), {cpu})
+
+
+def build_loadgen() -> Path:
+    built = subprocess.run([str(REPO / "benchmarks" / "gateway" / "build-loadgen.sh")],
+                           capture_output=True, text=True, check=False, timeout=1800)
+    if built.returncode != 0:
+        raise RuntimeError(f"benchmarks/gateway/build-loadgen.sh failed:\n{built.stderr}")
+    return Path(built.stdout.strip().splitlines()[-1].split("=", 1)[1])
+
+
+def _load(loadgen: Path, target: list[str], body: Path, rate: int, seconds: float,
+          cpu: int) -> tuple[dict[str, Any], float]:
+    """One open-loop run of the Go load generator; (its report, its CPU seconds)."""
+    command = [str(loadgen), *target, "-body", str(body), "-rate", str(rate),
+               "-duration", f"{seconds}s", "-warmup", "1s"]
+    if (os.cpu_count() or 1) >= 2 and cpu >= 0:
+        command = ["taskset", "-c", str(cpu), *command]
+    before = os.times()
+    ran = subprocess.run(command, capture_output=True, text=True, check=False,
+                         timeout=seconds + 120)
+    after = os.times()
+    if ran.returncode != 0:
+        raise RuntimeError(f"loadgen {' '.join(target)} failed:\n{ran.stderr}")
+    report: dict[str, Any] = json.loads(ran.stdout)
+    used = (after.children_user - before.children_user) + \
+        (after.children_system - before.children_system)
+    return report, used
+
+
+def build_sample_go() -> Path:
     built = subprocess.run([str(REPO / "hack" / "build-sample-go.sh")], capture_output=True,
                            text=True, check=True, timeout=1800)
     out = dict(line.split("=", 1) for line in built.stdout.splitlines() if "=" in line)
-    host = await start_host(Path(out["SAMPLE_GO_DIST"]), work / "host")
+    return Path(out["SAMPLE_GO_DIST"])
+
+
+async def measure(rates: list[int], seconds: float, work: Path, loadgen: Path,
+                  plugin_dist: Path, gateway_args: list[str],
+                  layout: str, profile: Path | None = None) -> list[Run]:
+    host = await start_host(plugin_dist, work / "host")
     world = write_world(work / "world.yaml", [
         plugin_object("sample-go", GO_PLUGIN_ID),
         datasource_object("bench", "bench", "sample-go"),
@@ -159,48 +173,50 @@ async def measure(rates: list[int], seconds: float, work: Path) -> list[Run]:
         ctx, [DataQuery("A", "randomWalk", 10, 1000,
                         TimeRange(1_700_000_000_000, 1_700_000_600_000),
                         json.dumps(QUERY_MODEL).encode())], format=FrameFormat.JSON))
+    grpc_body = work / "query.bin"
+    grpc_body.write_bytes(request.SerializeToString())
+    http_body = work / "query.json"
+    http_body.write_text(json.dumps(BODY))
     runs: list[Run] = []
     backend_pids = _children(host.process.pid)
     try:
-        async with running_gateway(world, work / "gateway") as gateway:
-            channel = grpc.aio.insecure_channel(host.grpc_target, options=CHANNEL_OPTIONS)
-            stub = backend_pb2_grpc.DataStub(channel)
-            # A bounded pool of kept-alive connections, as a real client library keeps.
-            connector = aiohttp.TCPConnector(limit=128)
-            async with aiohttp.ClientSession(connector=connector) as http:
-                url = f"{gateway.url}/api/ds/query"
-                payload = json.dumps(BODY).encode()
-                headers = {"Content-Type": "application/json"}
-
-                async def direct() -> bool:
-                    reply = await stub.QueryData(request, timeout=10)
-                    return bool(reply.responses["A"].frames) and not reply.responses["A"].error
-
-                async def via_gateway() -> bool:
-                    async with http.post(url, data=payload, headers=headers) as answer:
-                        await answer.read()
-                        if answer.status != 200:
-                            key = f"HTTP {answer.status}"
-                            ERRORS[key] = ERRORS.get(key, 0) + 1
-                        return answer.status == 200
-
-                for warm in (direct, via_gateway):  # connections and instances ready
-                    await _open_loop(100, 1.0, warm)
-                for rate in rates:
-                    for name, call in (("direct gRPC", direct), ("gateway", via_gateway)):
-                        gateway_before = _cpu_seconds([gateway.process.pid])
-                        backend_before = _cpu_seconds(backend_pids)
-                        started = time.monotonic()
-                        latencies, errors = await _open_loop(rate, seconds, call)
-                        elapsed = time.monotonic() - started
-                        runs.append(Run(
-                            name, rate, len(latencies) + errors, errors,
-                            _percentile(latencies, 0.5), _percentile(latencies, 0.9),
-                            _percentile(latencies, 0.99),
-                            (_cpu_seconds([gateway.process.pid]) - gateway_before) / elapsed,
-                            (_cpu_seconds(backend_pids) - backend_before) / elapsed))
-                        print(runs[-1], ERRORS, flush=True)
-            await channel.close(None)
+        async with running_gateway(world, work / "gateway", gateway_args) as gateway:
+            gateway_pids = [gateway.process.pid]
+            _pin(gateway_pids, LAYOUTS[layout]["gateway"])
+            _pin(backend_pids, LAYOUTS[layout]["backend"])
+            load_core = LAYOUTS[layout]["load"]
+            targets = {"direct gRPC": ["-grpc", host.grpc_target],
+                       "gateway": ["-url", f"{gateway.url}/api/ds/query"]}
+            body = {"direct gRPC": grpc_body, "gateway": http_body}
+            for rate in rates:
+                for name in ("direct gRPC", "gateway"):
+                    gateway_before = _cpu_seconds(gateway_pids)
+                    backend_before = _cpu_seconds(backend_pids)
+                    started = time.monotonic()
+                    profiler = None
+                    if profile is not None and name == "gateway" and rate == max(rates):
+                        # Sampling profiler (py-spy, the `bench` extra) on the gateway while
+                        # it serves the highest rate; collapsed stacks for flame graphs.
+                        profiler = await asyncio.create_subprocess_exec(
+                            str(Path(sys.executable).with_name("py-spy")), "record", "--pid",
+                            str(gateway.process.pid), "--format", "raw", "--rate", "200",
+                            "--duration", str(int(seconds)), "--output", str(profile),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                    report, load_cpu = await asyncio.to_thread(
+                        _load, loadgen, targets[name], body[name], rate, seconds, load_core)
+                    if profiler is not None:
+                        await profiler.wait()
+                    elapsed = time.monotonic() - started
+                    kinds = report.get("error_kinds") or {}
+                    ERRORS.update({f"{name}: {k}": v for k, v in kinds.items()})
+                    runs.append(Run(
+                        name, rate, int(report["sent"]), int(report["errors"]),
+                        float(report["p50_ms"]), float(report["p90_ms"]),
+                        float(report["p99_ms"]),
+                        (_cpu_seconds(gateway_pids) - gateway_before) / elapsed,
+                        (_cpu_seconds(backend_pids) - backend_before) / elapsed,
+                        load_cpu / elapsed))
+                    print(runs[-1], ERRORS, flush=True)
     finally:
         await host.stop()
     return runs
@@ -317,11 +333,25 @@ def main() -> int:
                         help="duration per rate and target (bounded: at most 60)")
     parser.add_argument("--rows", type=int, default=1_000_000, help="frame rows for the "
                         "encoder comparison")
+    parser.add_argument("--latency-only", action="store_true", help="measure the latency "
+                        "only and print it; write no results (for trying a change quickly)")
+    parser.add_argument("--layout", choices=sorted(LAYOUTS), default="backend-alone",
+                        help="which processes share a core (see LAYOUTS)")
+    parser.add_argument("--profile", type=Path, help="py-spy the gateway at the highest "
+                        "rate and write its collapsed stacks here")
+    parser.add_argument("--gateway-arg", action="append", default=[],
+                        help="extra argument for `plugin-operator gateway` (repeatable)")
     args = parser.parse_args()
     if not 0 < args.seconds <= 60:
         parser.error("--seconds must be between 0 and 60")
+    loadgen, plugin_dist = build_loadgen(), build_sample_go()
     with tempfile.TemporaryDirectory(prefix="bench-gateway-") as tmp:
-        runs = asyncio.run(measure(args.rates, args.seconds, Path(tmp)))
+        runs = asyncio.run(measure(args.rates, args.seconds, Path(tmp), loadgen, plugin_dist,
+                                   args.gateway_arg, args.layout, args.profile))
+        if args.latency_only:
+            for run in runs:
+                print(run)
+            return 0
         encoder = encoder_bench(args.rows, Path(tmp))
     write_results(runs, encoder, args.seconds)
     print((RESULTS / "gateway.md").read_text())

@@ -6,12 +6,14 @@ import platform
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from plugin_operator.protocol import convert
 from plugin_operator.protocol.models import (
     AppInstanceSettings,
     DataSourceInstanceSettings,
     PluginContext,
     User,
 )
+from plugin_operator.protocol.stubs import backend_pb2 as pb
 
 from .world import PluginRecord
 
@@ -63,6 +65,33 @@ def app_context(defaults: ContextDefaults, plugin: PluginRecord, settings: AppIn
                 user: User | None) -> PluginContext:
     return PluginContext(**_base(defaults, plugin, user, plugin.key.namespace),  # type: ignore[arg-type]
                          app_instance_settings=settings)
+
+
+class DatasourceContextCache:
+    """Datasource PluginContexts already in protobuf form, so a query does not rebuild and
+    re-encode the same settings every time. The routing table replaces the settings object
+    whenever the DataSourceInstance, a Secret it reads or its Plugin changes, so an entry is
+    found only for the very objects (the same settings version) it was built from."""
+
+    def __init__(self, defaults: ContextDefaults, max_entries: int = 4096) -> None:
+        self.defaults = defaults
+        self.max_entries = max_entries
+        self._entries: dict[tuple[int, int, str, str],
+                            tuple[PluginRecord, DataSourceInstanceSettings, pb.PluginContext]] = {}
+
+    def get(self, plugin: PluginRecord, settings: DataSourceInstanceSettings, username: str,
+            namespace: str) -> pb.PluginContext:
+        """The message to copy into a request; never modify it."""
+        key = (id(plugin), id(settings), username, namespace)
+        entry = self._entries.get(key)
+        if entry is not None and entry[0] is plugin and entry[1] is settings:
+            return entry[2]
+        if len(self._entries) >= self.max_entries:
+            self._entries.clear()  # old settings versions go; the live ones come back
+        message = convert.plugin_context_to_proto(datasource_context(
+            self.defaults, plugin, settings, caller(username), namespace))
+        self._entries[key] = (plugin, settings, message)
+        return message
 
 
 def metrics_context(plugin_id: str) -> PluginContext:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -35,3 +36,14 @@ class GatewayMetrics:
         self.rejected = Counter("plugin_gateway_rejected_requests",
                                 "Requests refused before reaching a plugin, by reason",
                                 ["plugin", "reason"], registry=r)
+
+        # labels() costs a lock and a tuple build per call; a request touches four children.
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+
+    def child(self, metric: Counter | Gauge | Histogram, *labels: str) -> Any:
+        """``metric.labels(*labels)``, remembered (label sets are few: routes, plugins)."""
+        key = (id(metric), labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found

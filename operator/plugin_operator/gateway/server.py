@@ -19,6 +19,7 @@ from multidict import CIMultiDict
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from plugin_operator import __version__
+from plugin_operator.protocol import convert
 from plugin_operator.protocol.errors import PluginError
 from plugin_operator.protocol.models import (
     CallResourceRequest,
@@ -46,6 +47,7 @@ from .world import PluginRecord
 log = logging.getLogger("plugin_operator.gateway")
 
 ARROW_FILE = "application/vnd.apache.arrow.file"
+_NO_CONTEXT = PluginContext()  # replaced by a cached message before the call
 MAX_CONCURRENT_DATASOURCES = 8  # Grafana's limit for one /api/ds/query
 # Request headers a plugin must never see: the gateway's own credential and hop-by-hop ones.
 _DROPPED_REQUEST_HEADERS = frozenset({"authorization", "cookie", "connection", "keep-alive",
@@ -101,6 +103,7 @@ class Gateway:
         self.metrics = metrics or GatewayMetrics()
         self.tracker = LoadTracker(config.max_in_flight_per_plugin)
         self.upstream = Upstream(self.tracker, self.metrics, config.call_timeout_seconds)
+        self.contexts = context.DatasourceContextCache(config.context)
         self.hub = StreamHub(self.upstream)
         self.assets = AssetStore(config.asset_cache_dir)
         self.synced = False
@@ -158,9 +161,11 @@ class Gateway:
             self._in_flight -= 1
             if not self._in_flight:
                 self._idle.set()
-            self.metrics.request_seconds.labels(route).observe(time.perf_counter() - started)
-            self.metrics.requests.labels(request.get("plugin", ""), request.get("uid", ""),
-                                         route, str(status)).inc()
+            metrics = self.metrics
+            metrics.child(metrics.request_seconds, route).observe(
+                time.perf_counter() - started)
+            metrics.child(metrics.requests, request.get("plugin", ""), request.get("uid", ""),
+                          route, str(status)).inc()
 
     async def drain(self, grace_seconds: float) -> bool:
         """Wait (at most ``grace_seconds``) until no request is in flight."""
@@ -177,7 +182,7 @@ class Gateway:
         if not self.tracker.try_admit(plugin):
             self.metrics.rejected.labels(plugin, "in_flight_limit").inc()
             raise overloaded(plugin, self.config.retry_after_seconds)
-        gauge = self.metrics.in_flight.labels(plugin)
+        gauge = self.metrics.child(self.metrics.in_flight, plugin)
         gauge.inc()
         try:
             yield
@@ -248,30 +253,41 @@ class Gateway:
                                   request)
         arrow = ARROW_FILE in request.headers.get("Accept", "")
         fmt = FrameFormat.ARROW if arrow else FrameFormat.JSON
-        limit = asyncio.Semaphore(MAX_CONCURRENT_DATASOURCES)
 
         async def one(uid: str) -> dict[str, RawDataResponse]:
             resolved = targets[uid]
             plugin_id = resolved.plugin.spec.plugin_id
-            call = QueryDataRequest(
-                plugin_context=self._ds_context(resolved, identity),
-                queries=parsed.by_datasource[uid].queries, format=fmt,
-                headers=context.forwarded_headers(request.headers, uid,
-                                                  self.config.context.org_id))
+            message = convert.query_data_request_to_proto(QueryDataRequest(
+                plugin_context=_NO_CONTEXT, queries=parsed.by_datasource[uid].queries,
+                format=fmt, headers=context.forwarded_headers(request.headers, uid,
+                                                              self.config.context.org_id)))
+            message.pluginContext.CopyFrom(self.contexts.get(
+                resolved.plugin, resolved.settings, identity.username,
+                resolved.record.key.namespace))
+            with self._admitted(plugin_id):
+                try:
+                    return await self.upstream.query_data_message(
+                        plugin_id, resolved.endpoints, message)
+                except PluginError as exc:
+                    raise from_plugin_error(exc, other_message=f"Query data error: "
+                                            f"{exc.message}") from exc
+
+        async def limited(uid: str) -> dict[str, RawDataResponse]:
             async with limit:
-                with self._admitted(plugin_id):
-                    try:
-                        return await self.upstream.query_data(plugin_id, resolved.endpoints,
-                                                              call)
-                    except PluginError as exc:
-                        raise from_plugin_error(exc, other_message=f"Query data error: "
-                                                f"{exc.message}") from exc
+                return await one(uid)
 
         uids = list(parsed.by_datasource)
-        outcomes = await asyncio.gather(*(one(uid) for uid in uids), return_exceptions=True)
         raw: dict[str, RawDataResponse] = {}
         failed: dict[str, query.QueryResult] = {}
-        for uid, outcome in zip(uids, outcomes, strict=True):
+        if len(uids) == 1:
+            # The common case: no tasks, no semaphore; its error is the request's error.
+            raw = await one(uids[0])
+            outcomes: list[Any] = []
+        else:
+            limit = asyncio.Semaphore(MAX_CONCURRENT_DATASOURCES)
+            outcomes = await asyncio.gather(*(limited(uid) for uid in uids),
+                                            return_exceptions=True)
+        for uid, outcome in zip(uids if outcomes else [], outcomes, strict=True):
             if isinstance(outcome, GatewayError):
                 if len(uids) == 1:
                     raise outcome

@@ -22,6 +22,7 @@ from plugin_operator.protocol.models import (
     FrameFormat,
     QueryDataRequest,
 )
+from plugin_operator.protocol.stubs import backend_pb2 as pb
 from plugin_operator.protocol.stubs import backend_pb2_grpc
 
 from .balancer import LoadTracker
@@ -100,12 +101,17 @@ class Upstream:
                     raise
                 self.metrics.retries.labels(plugin, method).inc()
             finally:
-                self.metrics.upstream_seconds.labels(plugin, method).observe(
+                self.metrics.child(self.metrics.upstream_seconds, plugin, method).observe(
                     time.perf_counter() - started)
 
     async def query_data(self, plugin: str, endpoints: Sequence[str],
                          request: QueryDataRequest) -> dict[str, RawDataResponse]:
-        message = convert.query_data_request_to_proto(request)
+        return await self.query_data_message(plugin, endpoints,
+                                             convert.query_data_request_to_proto(request))
+
+    async def query_data_message(self, plugin: str, endpoints: Sequence[str],
+                                 message: pb.QueryDataRequest) -> dict[str, RawDataResponse]:
+        """QueryData with the request already in protobuf form (its PluginContext cached)."""
 
         async def run(endpoint: _Endpoint) -> dict[str, RawDataResponse]:
             try:
