@@ -42,3 +42,37 @@ def test_forwarded_headers_never_include_the_callers_credential() -> None:
         {"Authorization": "Bearer secret", "X-Panel-Id": "4", "Cookie": "a=b"}, "u", 1)
     assert headers == {"http_X-Panel-Id": "4", "http_X-Datasource-Uid": "u",
                        "http_X-Grafana-Org-Id": "1"}
+
+
+def test_context_cache_reuses_a_message_until_the_settings_version_changes() -> None:
+    table = RoutingTable()
+    table.apply(Kind.PLUGIN, plugin_object("td", "testdata", "team-a"))
+    table.apply(Kind.DATASOURCE, datasource_object("ds", "u", "td", "team-a",
+                                                   json_data={"v": 1}))
+    cache = context.DatasourceContextCache(context.ContextDefaults())
+    first = table.datasource("u")
+    message = cache.get(first.plugin, first.settings, "alice", "team-a")
+    assert cache.get(first.plugin, first.settings, "alice", "team-a") is message
+    assert message.user.login == "alice"
+    assert message.dataSourceInstanceSettings.lastUpdatedMS == first.settings.last_updated_ms
+    other_user = cache.get(first.plugin, first.settings, "bob", "team-a")
+    assert other_user.user.login == "bob"
+
+    table.apply(Kind.DATASOURCE, datasource_object("ds", "u", "td", "team-a",
+                                                   json_data={"v": 2}, settings_version=2))
+    second = table.datasource("u")
+    fresh = cache.get(second.plugin, second.settings, "alice", "team-a")
+    assert fresh is not message
+    assert b'"v":2' in fresh.dataSourceInstanceSettings.jsonData.replace(b" ", b"")
+    assert fresh.dataSourceInstanceSettings.lastUpdatedMS == second.settings.last_updated_ms
+
+
+def test_context_cache_stays_bounded() -> None:
+    table = RoutingTable()
+    table.apply(Kind.PLUGIN, plugin_object("td", "testdata"))
+    table.apply(Kind.DATASOURCE, datasource_object("ds", "u", "td"))
+    resolved = table.datasource("u")
+    cache = context.DatasourceContextCache(context.ContextDefaults(), max_entries=3)
+    for index in range(10):
+        cache.get(resolved.plugin, resolved.settings, f"user-{index}", "default")
+        assert len(cache._entries) <= 3
