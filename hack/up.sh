@@ -8,6 +8,7 @@
 #                                    nothing is installed on this machine; the nodes must be
 #                                    able to run IMAGE (default: what `hack/image.sh ref` prints;
 #                                    for hack/kind.sh's cluster, `hack/kind.sh load` is run)
+#   IMAGE=REF hack/up.sh             the local cluster with an image built before (in Docker)
 #
 # Then: the chart installed with Helm (release plugin-operator in namespace plugin-operator,
 # plugins in namespace plugins), the two sample plugins packaged, signed with the local test
@@ -92,7 +93,12 @@ kctl version >/dev/null 2>"$STATE/logs/kubectl.log" ||
   die "cannot reach the cluster$( [ -n "$context" ] && echo " of context $context"): see $STATE/logs/kubectl.log"
 
 # ---- the image ----------------------------------------------------------------------------
-if [ "$use_local" = 1 ]; then
+if [ "$use_local" = 1 ] && [ -n "${IMAGE:-}" ]; then
+  step "importing image $IMAGE into the node (hack/image.sh import)"
+  logs_hint="$STATE/logs/image.log"
+  IMAGE="$("$HACK_DIR/image.sh" import 2>"$STATE/logs/image.log" | tail -n1)"
+  pull_policy=Never
+elif [ "$use_local" = 1 ]; then
   step "building our image and importing it into the node (hack/image.sh all)"
   logs_hint="$STATE/logs/image.log"
   IMAGE="$("$HACK_DIR/image.sh" all 2>"$STATE/logs/image.log" | tail -n1)"
@@ -146,7 +152,8 @@ helm_ upgrade --install "$RELEASE" charts/plugin-operator --namespace "$RELEASE_
   --set image.pullPolicy="$pull_policy" --set "plugins.namespaces={$PLUGIN_NS}" \
   --set-file "operator.trustedKeys.inline.test-signer\.asc=$public_key" \
   --wait --timeout 5m >>"$STATE/logs/helm.log" 2>&1 ||
-  { current_step="installing the chart (operator and gateway not ready within 5m?)"; false; }
+  { current_step="installing the chart (helm upgrade --install; last lines of its log above)"
+    tail -5 "$STATE/logs/helm.log" >&2; kctl -n "$RELEASE_NS" get pods >&2 || true; false; }
 logs_hint="$STATE/logs"
 
 # ---- the archives: the Python sample in a ConfigMap, the Go sample (~10 MB, more than a
@@ -261,18 +268,20 @@ for ref, result in sorted(results.items()):
             print("   ", ", ".join(str(column[row]) for column in values))
 PY
 
-kube="$(kctl_hint)"
+setup="kubectl=\"$KUBECTL${context:+ --context $context}\""
+[ "$use_local" = 1 ] && setup="export KUBECONFIG=$KUBECONFIG; $setup"
 cat <<MSG
 
-Query again:
-  $kube -n $RELEASE_NS port-forward service/$RELEASE-gateway 8000:80 &
-  TOKEN=\$($kube -n $PLUGIN_NS create token $QUERIER)
+Query again (bash):
+  $setup
+  \$kubectl -n $RELEASE_NS port-forward service/$RELEASE-gateway 8000:80 >/dev/null &
+  TOKEN=\$(\$kubectl -n $PLUGIN_NS create token $QUERIER)
   curl -s -H "Authorization: Bearer \$TOKEN" -H 'Content-Type: application/json' \\
     http://127.0.0.1:8000/api/ds/query -d '$query'
   curl -s -H "Authorization: Bearer \$TOKEN" http://127.0.0.1:8000/api/datasources/uid/testdata/health
 Look around:
-  $kube -n $PLUGIN_NS get plugins,datasourceinstances,pods
-  $kube -n $RELEASE_NS logs deployment/$RELEASE
+  \$kubectl -n $PLUGIN_NS get plugins,datasourceinstances,pods
+  \$kubectl -n $RELEASE_NS logs deployment/$RELEASE
 MSG
 if [ "$use_local" = 1 ]; then
   echo "Stop everything: hack/cluster.sh down (logs: $LOCAL_LOGS)"
