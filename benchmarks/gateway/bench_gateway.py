@@ -251,30 +251,41 @@ def encoder_bench(rows: int, work: Path) -> EncoderResult:
     return EncoderResult(rows, len(encoded), best, float(go["seconds"]), identical)
 
 
-def write_results(runs: list[Run], encoder: EncoderResult, seconds: float) -> None:
+def write_results(runs: list[Run], encoder: EncoderResult, seconds: float, layout: str,
+                  load_before: tuple[float, float, float]) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     with (RESULTS / "gateway.csv").open("w", newline="") as sink:
         writer = csv.writer(sink)
         writer.writerow(["target", "rate_qps", "requests", "errors", "p50_ms", "p90_ms",
-                         "p99_ms", "gateway_cpu_cores", "backend_cpu_cores"])
+                         "p99_ms", "gateway_cpu_cores", "backend_cpu_cores", "load_cpu_cores"])
         for r in runs:
             writer.writerow([r.target, r.rate, r.sent, r.errors, f"{r.p50:.3f}",
                              f"{r.p90:.3f}", f"{r.p99:.3f}", f"{r.gateway_cpu:.3f}",
-                             f"{r.backend_cpu:.3f}"])
+                             f"{r.backend_cpu:.3f}", f"{r.load_cpu:.3f}"])
+    cores = LAYOUTS[layout]
+    where = ", ".join(f"{party} on core {core}" if core >= 0 else f"{party} unpinned"
+                      for party, core in cores.items())
     lines = [
         "# Gateway benchmark", "",
-        f"Machine: {platform.machine()}, {os.cpu_count()} cores (shared), Python "
-        f"{platform.python_version()}. {seconds:g} s per rate and target, open loop, "
-        "latency from each request's due time. Query: Go sample `randomWalk`, 10 points, "
-        "JSON frames. Load generator (Python, aiohttp / grpc.aio), gateway, host and plugin "
-        "all on the same loopback machine.", "",
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores shared with other engineers' "
+        f"builds and tests (load average before the run: "
+        f"{', '.join(f'{v:.2f}' for v in load_before)}), Python "
+        f"{platform.python_version()}. Open loop from a Go load generator "
+        "(benchmarks/gateway/loadgen: a request is due every 1/rate s and its latency counts "
+        f"from when it was due), {seconds:g} s per rate and target after 1 s of unmeasured "
+        "warm-up at the same rate, both targets in the same run. Query: Go sample "
+        "`randomWalk`, 10 points, JSON frames. Direct = gRPC QueryData to the plugin host "
+        "(the host's gRPC proxy in front of the Go plugin, as the gateway calls it) with the "
+        "PluginContext the gateway would build; gateway = `POST /api/ds/query` through the "
+        f"gateway (anonymous access: no token review) to the same host. Layout `{layout}`: "
+        f"{where} (backend = host + plugin). CPU in cores = CPU seconds / wall seconds.", "",
         "| rate (qps) | target | requests | errors | p50 ms | p90 ms | p99 ms | gateway CPU "
-        "(cores) | host+plugin CPU (cores) |",
-        "|---|---|---|---|---|---|---|---|---|"]
+        "| host+plugin CPU | load generator CPU |",
+        "|---|---|---|---|---|---|---|---|---|---|"]
     for r in runs:
         lines.append(f"| {r.rate} | {r.target} | {r.sent} | {r.errors} | {r.p50:.2f} | "
                      f"{r.p90:.2f} | {r.p99:.2f} | {r.gateway_cpu:.2f} | "
-                     f"{r.backend_cpu:.2f} |")
+                     f"{r.backend_cpu:.2f} | {r.load_cpu:.2f} |")
     lines += ["", "## Added latency (gateway minus direct, same run)", "",
               "| rate (qps) | p50 +ms | p90 +ms | p99 +ms | p50 ratio | p99 ratio | target "
               "met (p50 <= +0.5 ms, p99 <= +2 ms, no errors) |", "|---|---|---|---|---|---|---|"]
@@ -345,6 +356,7 @@ def main() -> int:
     if not 0 < args.seconds <= 60:
         parser.error("--seconds must be between 0 and 60")
     loadgen, plugin_dist = build_loadgen(), build_sample_go()
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench-gateway-") as tmp:
         runs = asyncio.run(measure(args.rates, args.seconds, Path(tmp), loadgen, plugin_dist,
                                    args.gateway_arg, args.layout, args.profile))
@@ -353,7 +365,7 @@ def main() -> int:
                 print(run)
             return 0
         encoder = encoder_bench(args.rows, Path(tmp))
-    write_results(runs, encoder, args.seconds)
+    write_results(runs, encoder, args.seconds, args.layout, load_before)
     print((RESULTS / "gateway.md").read_text())
     return 0
 
