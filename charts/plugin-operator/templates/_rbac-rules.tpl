@@ -19,10 +19,11 @@ serves the whole cluster, into Roles in each plugin namespace otherwise.
   resources: [plugins/finalizers, datasourceinstances/finalizers]
   verbs: [update]
 # Backend pods: created and replaced by the operator itself (no ReplicaSet); it watches them
-# through the rule on pods below.
+# through the rule on pods below, and patches an annotation onto a pod to remember which of
+# its container restarts it has already counted in the Plugin's status.restarts.
 - apiGroups: [""]
   resources: [pods]
-  verbs: [create, delete]
+  verbs: [create, delete, patch]
 # One Service per Plugin in front of its backend pods.
 - apiGroups: [""]
   resources: [services]

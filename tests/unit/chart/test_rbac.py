@@ -41,6 +41,7 @@ OPERATOR_NEEDS = [
     (GROUP, "datasourceinstances", "watch"), (GROUP, "plugins/status", "patch"),
     (GROUP, "datasourceinstances/status", "patch"), (GROUP, "plugins/finalizers", "update"),
     ("", "pods", "create"), ("", "pods", "delete"), ("", "pods", "watch"),
+    ("", "pods", "patch"),
     ("", "services", "create"), ("", "services", "delete"),
     ("", "events", "create"), ("", "events", "patch"),
     ("", "configmaps", "watch"), ("", "secrets", "get"),
