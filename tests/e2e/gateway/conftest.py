@@ -11,6 +11,7 @@ stays inside the cluster. The signed archives, the Helm binary, the archive serv
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import subprocess
 from collections.abc import Iterator
@@ -158,10 +159,13 @@ def gateway(cluster: Cluster, release: Release, plugin_namespace: str,
         _datasource("go-ds", GO_UID, "go", {"expectedApiKey": API_KEY}),
         *_access_objects(),
         restricted_pod(CLIENT_POD, cluster.image, SLEEP_FOREVER))
+    def running(name: str, replicas: int) -> bool:
+        status = plugins.status("plugin", name)
+        return status.get("phase") == "Running" and status.get("readyReplicas") == replicas
+
     for name, replicas in (("python", 1), ("go", 2)):
-        plugins.wait_for(f"Plugin {name} Running with {replicas} ready replicas", lambda n=name,
-                         r=replicas: (s := plugins.status("plugin", n)).get("phase") == "Running"
-                         and s.get("readyReplicas") == r)
+        plugins.wait_for(f"Plugin {name} Running with {replicas} ready replicas",
+                         functools.partial(running, name, replicas))
     cluster.wait_ready(plugin_namespace, CLIENT_POD)
     service = cluster.get(release.namespace, "service", release.gateway_deployment)
     port = service["spec"]["ports"][0]["port"]
