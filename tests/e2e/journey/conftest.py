@@ -3,8 +3,9 @@ from examples/, queries through the gateway's Service, Prometheus (Debian's pack
 process of this test on 127.0.0.1) scraping the operator, the gateway and the plugin hosts.
 
 The test process reaches the gateway's Service IP and the pods' IPs directly, as the local
-cluster's node (hack/cluster.sh) can; Prometheus discovers its targets with the cluster's
-kubeconfig. NetworkPolicy is enforced by hack/cluster/network-policy.sh on the local cluster.
+cluster's node (hack/cluster.sh) can; so does Prometheus, whose targets (pod IPs) the test
+keeps in file_sd files. NetworkPolicy is enforced on the local cluster by kube-router
+(hack/cluster/network-policy.sh).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 import shutil
 import socket
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -231,36 +233,52 @@ def gateway(cluster: Cluster, release: Release, plugin_namespace: str) -> Gatewa
                    token)
 
 
-def prometheus_config(kubeconfig: Path, release: Release, plugin_namespace: str) -> str:
-    """Pods discovered through the apiserver, scraped on their pod IPs: one job per component."""
+@dataclass(frozen=True)
+class ScrapeJob:
+    name: str
+    namespace: str
+    component: str  # app.kubernetes.io/component of the pods
+    port: int
 
-    def job(name: str, namespace: str, component: str, port: int) -> dict[str, Any]:
-        return {
-            "job_name": name,
-            "kubernetes_sd_configs": [{"role": "pod", "kubeconfig_file": str(kubeconfig),
-                                       "namespaces": {"names": [namespace]}}],
-            "relabel_configs": [
-                {"source_labels": ["__meta_kubernetes_pod_label_app_kubernetes_io_component"],
-                 "regex": component, "action": "keep"},
-                {"source_labels": ["__meta_kubernetes_pod_phase"], "regex": "Running",
-                 "action": "keep"},
-                {"source_labels": ["__meta_kubernetes_pod_ip"], "regex": "(.+)",
-                 "replacement": f"${{1}}:{port}", "target_label": "__address__"},
-                {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"},
-                {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"},
-            ],
-        }
 
+def scrape_jobs(release: Release, plugin_namespace: str) -> list[ScrapeJob]:
+    return [ScrapeJob("operator", release.namespace, "operator", OPERATOR_METRICS_PORT),
+            ScrapeJob("gateway", release.namespace, "gateway", GATEWAY_PORT),
+            ScrapeJob("plugin-hosts", plugin_namespace, "plugin-backend", BACKEND_METRICS_PORT)]
+
+
+def prometheus_config(jobs: list[ScrapeJob], targets_dir: Path) -> str:
+    """One job per component, its targets from a file the test keeps up to date (Debian's
+    Prometheus is built without Kubernetes service discovery)."""
     config = {
         "global": {"scrape_interval": "2s", "scrape_timeout": "2s",
                    "evaluation_interval": "2s"},
-        "scrape_configs": [
-            job("operator", release.namespace, "operator", OPERATOR_METRICS_PORT),
-            job("gateway", release.namespace, "gateway", GATEWAY_PORT),
-            job("plugin-hosts", plugin_namespace, "plugin-backend", BACKEND_METRICS_PORT),
-        ],
+        "scrape_configs": [{
+            "job_name": job.name,
+            "file_sd_configs": [{"files": [str(targets_dir / f"{job.name}.json")],
+                                 "refresh_interval": "2s"}],
+        } for job in jobs],
     }
     return yaml.safe_dump(config, sort_keys=False)
+
+
+def target_groups(cluster: Cluster, job: ScrapeJob) -> list[dict[str, Any]]:
+    """The running pods of one component as file_sd target groups, scraped on their pod IPs."""
+    pods = cluster.get(job.namespace, "pods", "-l",
+                       f"app.kubernetes.io/component={job.component}")["items"]
+    return [{"targets": [f"{pod['status']['podIP']}:{job.port}"],
+             "labels": {"namespace": job.namespace, "pod": pod["metadata"]["name"]}}
+            for pod in pods
+            if pod["status"].get("phase") == "Running" and pod["status"].get("podIP")
+            and not pod["metadata"].get("deletionTimestamp")]
+
+
+def write_targets(cluster: Cluster, jobs: list[ScrapeJob], targets_dir: Path) -> None:
+    for job in jobs:
+        file = targets_dir / f"{job.name}.json"
+        partial = file.with_suffix(".tmp")
+        partial.write_text(json.dumps(target_groups(cluster, job)))
+        partial.replace(file)  # Prometheus never reads a half-written file
 
 
 @pytest.fixture(scope="session")
@@ -274,8 +292,24 @@ def prometheus(cluster: Cluster, release: Release, plugin_namespace: str,
             env={"DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
         assert installed.returncode == 0, f"apt-get install prometheus failed:\n{installed.stderr}"
     work = tmp_path_factory.mktemp("prometheus")
+    jobs = scrape_jobs(release, plugin_namespace)
+    targets_dir = work / "targets"
+    targets_dir.mkdir()
+    write_targets(cluster, jobs, targets_dir)
+    stop = threading.Event()
+
+    def follow_pods() -> None:
+        # Backends restart and gateways roll: the targets follow the pods for the session.
+        while not stop.wait(2):
+            try:
+                write_targets(cluster, jobs, targets_dir)
+            except (AssertionError, subprocess.SubprocessError, OSError):
+                continue  # the apiserver was briefly unavailable; the next round catches up
+
+    follower = threading.Thread(target=follow_pods, daemon=True)
+    follower.start()
     config = work / "prometheus.yml"
-    config.write_text(prometheus_config(cluster.kubeconfig, release, plugin_namespace))
+    config.write_text(prometheus_config(jobs, targets_dir))
     port = free_port()
     log = work / "prometheus.log"
     with log.open("wb") as output:
@@ -290,6 +324,8 @@ def prometheus(cluster: Cluster, release: Release, plugin_namespace: str,
             diagnostics=lambda: log.read_text()[-3000:])
         yield handle
     finally:
+        stop.set()
+        follower.join(timeout=30)
         process.terminate()
         try:
             process.wait(timeout=20)

@@ -5,6 +5,7 @@ in this file's order; the last one uninstalls it."""
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 import time
@@ -70,7 +71,8 @@ def test_queries_resources_health_and_streams_through_the_gateway(gateway: Gatew
     answer = gateway.query(UID, scenario="random_walk", seriesCount=2)
     assert answer.status == 200, answer.body
     frames = answer.json()["results"]["A"]["frames"]
-    assert len(frames) == 2 and all(f["data"]["values"][0] for f in frames), frames
+    assert len(frames) == 2, frames
+    assert all(f["data"]["values"][0] for f in frames), frames
 
     resource = gateway.request("GET", f"/api/datasources/uid/{UID}/resources/json")
     assert resource.status == 200, resource.body
@@ -89,19 +91,21 @@ def test_queries_resources_health_and_streams_through_the_gateway(gateway: Gatew
         assert stream.status == 200
         for raw in stream:
             line = raw.decode().strip()
-            if line.startswith("data:") and '"counter"' in line:
-                frame = json.loads(line[5:])
-                values.extend(frame["data"]["values"][0])
+            # The first packet carries the frame's schema, the next ones only its values.
+            if line.startswith("data:") and '"values"' in line:
+                values.extend(json.loads(line[5:])["data"]["values"][0])
             if len(values) >= 3 or line == "event: end":
                 break
     assert values[:3] == [0, 1, 2], values
 
 
 def test_prometheus_sees_request_counts_rise(gateway: Gateway, prometheus: Prometheus) -> None:
+    def all_up(job: str) -> bool:
+        return prometheus.query(f'min(up{{job="{job}"}})') == 1.0
+
     for job in ("operator", "gateway", "plugin-hosts"):
-        wait_for(f"Prometheus scraping job {job}", lambda job=job: prometheus.query(
-            f'min(up{{job="{job}"}})') == 1.0, timeout_s=90,
-            diagnostics=lambda: json.dumps(prometheus.targets(), indent=1)[-4000:])
+        wait_for(f"Prometheus scraping job {job}", functools.partial(all_up, job), timeout_s=90,
+                 diagnostics=lambda: json.dumps(prometheus.targets(), indent=1)[-4000:])
 
     gateway_requests = f'sum(plugin_gateway_requests_total{{datasource_uid="{UID}"}})'
     host_calls = "sum(plugin_operator_host_grpc_calls_total)"
@@ -208,7 +212,8 @@ def test_helm_upgrade_rolls_the_gateway_without_losing_queries(
         load.join(timeout=60)
     after = gateway_pods()
     assert not before & after, f"the gateways did not roll: {before} -> {after}"
-    assert outcomes["200"] >= 10 and set(outcomes) == {"200"}, outcomes
+    assert set(outcomes) == {"200"}, outcomes
+    assert outcomes["200"] >= 10, outcomes
 
 
 def test_helm_uninstall_leaves_no_pods_or_services(
