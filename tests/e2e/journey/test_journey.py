@@ -178,7 +178,7 @@ def test_helm_upgrade_rolls_the_gateway_without_losing_queries(
     def gateway_pods() -> set[str]:
         items = cluster.get(release.namespace, "pods", "-l",
                             "app.kubernetes.io/component=gateway")["items"]
-        return {p["metadata"]["name"] for p in items}
+        return {p["metadata"]["name"] for p in items if not p["metadata"].get("deletionTimestamp")}
 
     before = gateway_pods()
     outcomes: Counter[str] = Counter()
@@ -200,7 +200,7 @@ def test_helm_upgrade_rolls_the_gateway_without_losing_queries(
     load.start()
     try:
         release.helm_run("upgrade", release.name, str(CHART), "--namespace", release.namespace,
-                         "--values", str(values), "--set",
+                         "--values", str(values), "--set-string",
                          "gateway.podAnnotations.journey-revision=2", "--wait",
                          "--timeout", "5m")
         cluster.kubectl("-n", release.namespace, "rollout", "status",
