@@ -41,6 +41,11 @@ while [ $# -gt 0 ]; do
 done
 use_local=1
 if [ -n "$context" ] || [ -n "${KUBECONFIG:-}" ]; then use_local=0; fi
+# The kubeconfig this script prints for the local cluster means the local cluster.
+if [ -z "$context" ] && [ -n "${KUBECONFIG:-}" ] &&
+  grep -qx 'current-context: plugin-operator-local' "$KUBECONFIG" 2>/dev/null; then
+  use_local=1
+fi
 
 started=$SECONDS
 current_step="starting"
@@ -164,7 +169,8 @@ kctl -n "$PLUGIN_NS" create configmap testdata-python-archive \
   kctl -n "$PLUGIN_NS" apply -f - >/dev/null
 step "serving the Go sample's archive from pod $PLUGIN_NS/$ARCHIVE_SERVER"
 go_sha="$(sha256sum < "$STATE/sample-go.signed.zip" | cut -c1-64)"
-kctl -n "$PLUGIN_NS" apply -f - >/dev/null <<YAML
+archive_server_manifest() {
+  cat <<YAML
 apiVersion: v1
 kind: Pod
 metadata:
@@ -177,7 +183,7 @@ spec:
   containers:
     - name: http
       image: $IMAGE
-      imagePullPolicy: $pull_policy
+      imagePullPolicy: IfNotPresent
       command: [python3, -m, http.server, "$ARCHIVE_PORT", --directory, /srv]
       ports: [{containerPort: $ARCHIVE_PORT}]
       readinessProbe: {tcpSocket: {port: $ARCHIVE_PORT}, periodSeconds: 2}
@@ -189,6 +195,12 @@ spec:
       volumeMounts: [{name: srv, mountPath: /srv}]
   volumes: [{name: srv, emptyDir: {}}]
 YAML
+}
+# A pod's spec is mostly immutable: one from an earlier, different run is replaced.
+if ! archive_server_manifest | kctl -n "$PLUGIN_NS" apply -f - >/dev/null 2>&1; then
+  kctl -n "$PLUGIN_NS" delete pod "$ARCHIVE_SERVER" --wait=true --timeout=60s >/dev/null
+  archive_server_manifest | kctl -n "$PLUGIN_NS" apply -f - >/dev/null
+fi
 kctl -n "$PLUGIN_NS" wait --for=condition=Ready "pod/$ARCHIVE_SERVER" --timeout=120s >/dev/null
 if [ "$(kctl -n "$PLUGIN_NS" exec "$ARCHIVE_SERVER" -- python3 -c \
   "import hashlib,sys; print(hashlib.sha256(open('/srv/sample-go.zip','rb').read()).hexdigest())" \
@@ -269,7 +281,7 @@ for ref, result in sorted(results.items()):
 PY
 
 setup="kubectl=\"$KUBECTL${context:+ --context $context}\""
-[ "$use_local" = 1 ] && setup="export KUBECONFIG=$KUBECONFIG; $setup"
+[ -n "${KUBECONFIG:-}" ] && setup="export KUBECONFIG=$KUBECONFIG; $setup"
 cat <<MSG
 
 Query again (bash):
