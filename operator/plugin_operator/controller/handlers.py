@@ -14,6 +14,7 @@ import kopf
 
 from plugin_operator.controller.datasources import DataSourceKey
 from plugin_operator.controller.plugins import PluginKey
+from plugin_operator.controller.references import ReferenceIndex
 from plugin_operator.controller.runtime import Runtime
 from plugin_operator.controller.sidecars import target_of
 from plugin_operator.models import naming
@@ -64,11 +65,13 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
     async def stop(**_: Any) -> None:
         await runtime.stop()
 
+    references = ReferenceIndex()
+
     @kopf.on.event(GROUP, VERSION, PLUGIN_PLURAL, registry=registry)
     def plugin_changed(**event: Any) -> None:
         namespace, name = event["namespace"], event["name"]
         runtime.plugins.add(PluginKey(namespace, name))
-        for datasource in event["by_plugin"].get((namespace, name), []):
+        for datasource in references.referrers(namespace, "Plugin", name):
             runtime.datasources.add(DataSourceKey(namespace, datasource))
 
     @kopf.on.event("", "v1", "pods", labels={naming.LABEL_PLUGIN: kopf.PRESENT},
@@ -78,23 +81,15 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
 
     @kopf.on.event(GROUP, VERSION, DATASOURCE_PLURAL, registry=registry)
     def datasource_changed(**event: Any) -> None:
-        runtime.datasources.add(DataSourceKey(event["namespace"], event["name"]))
-
-    @kopf.index(GROUP, VERSION, DATASOURCE_PLURAL, registry=registry)
-    def by_plugin(**event: Any) -> dict[Any, str]:
-        plugin = (event["spec"].get("pluginRef") or {}).get("name")
-        return {(event["namespace"], plugin): event["name"]}
-
-    @kopf.index(GROUP, VERSION, DATASOURCE_PLURAL, registry=registry)
-    def by_secret(**event: Any) -> dict[Any, str]:
-        refs = (event["spec"].get("secureJsonDataFrom") or {}).values()
-        return {(event["namespace"], (ref.get("secretKeyRef") or {}).get("name")): event["name"]
-                for ref in refs if isinstance(ref, dict)}
+        namespace, name = event["namespace"], event["name"]
+        gone = event["type"] == "DELETED"
+        references.update(namespace, name, None if gone else event["spec"])
+        runtime.datasources.add(DataSourceKey(namespace, name))
 
     @kopf.on.event("", "v1", "secrets", registry=registry)
     def secret_changed(**event: Any) -> None:
         namespace = event["namespace"]
-        for datasource in event["by_secret"].get((namespace, event["name"]), []):
+        for datasource in references.referrers(namespace, "Secret", event["name"]):
             runtime.datasources.add(DataSourceKey(namespace, datasource))
 
     @kopf.on.delete(GROUP, VERSION, PLUGIN_PLURAL, when=_is_sidecar, registry=registry)

@@ -3,14 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-from plugin_operator.protocol.frames import (
-    Frame,
-    frame_from_arrow,
-    frame_from_json,
-    frame_to_arrow,
-    frame_to_json,
-)
 from plugin_operator.protocol.models import (
     AppInstanceSettings,
     CallResourceRequest,
@@ -37,12 +31,22 @@ from plugin_operator.protocol.models import (
 )
 from plugin_operator.protocol.stubs import backend_pb2 as pb
 
+if TYPE_CHECKING:
+    from plugin_operator.protocol.frames import Frame
+
+# The frame codecs (and pyarrow, 40+ MB resident) load on the first frame, so processes that
+# never see one, such as the operator's health checks, do not pay for them.
+
 
 def encode_frame(frame: Frame, fmt: FrameFormat) -> bytes:
+    from plugin_operator.protocol.frames import frame_to_arrow, frame_to_json
+
     return frame_to_json(frame) if fmt is FrameFormat.JSON else frame_to_arrow(frame)
 
 
 def decode_frame(data: bytes, fmt: FrameFormat) -> Frame:
+    from plugin_operator.protocol.frames import frame_from_arrow, frame_from_json
+
     return frame_from_json(data) if fmt is FrameFormat.JSON else frame_from_arrow(data)
 
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 import enum
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from plugin_operator.protocol.frames import Frame
+if TYPE_CHECKING:
+    from plugin_operator.protocol.frames import Frame
 
 
 class FrameFormat(enum.IntEnum):
