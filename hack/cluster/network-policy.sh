@@ -4,7 +4,7 @@
 #
 #   hack/cluster/network-policy.sh up       build kube-router if missing (cached), start it,
 #                                           wait until its filter chains are in place
-#   hack/cluster/network-policy.sh down     stop it and remove its iptables chains and ipsets
+#   hack/cluster/network-policy.sh down     stop it and remove its iptables rules, chains and ipsets
 #   hack/cluster/network-policy.sh status
 #
 # Why kube-router: the bridge CNI enforces nothing. sigs.k8s.io/kube-network-policies needs
@@ -87,6 +87,26 @@ up() {
   log "NetworkPolicy is enforced (kube-router $KUBE_ROUTER_VERSION, pid $(running_pid))"
 }
 
+# kube-router's own --cleanup-config panics in its service proxy's cleanup (v2.1.0), so its
+# rules go here: the jumps from the built-in chains, its chains, then its ipsets (only
+# unreferenced sets can be destroyed).
+remove_filter_state() {
+  local chain rule chains
+  for chain in INPUT FORWARD OUTPUT; do
+    while rule="$(iptables -S "$chain" 2>/dev/null | grep -m1 -- '-j KUBE-ROUTER-')"; do
+      eval "iptables ${rule/-A/-D}" || break
+    done
+  done
+  chains="$(iptables-save -t filter 2>/dev/null |
+    sed -n 's/^:\(KUBE-ROUTER-[^ ]*\|KUBE-POD-FW-[^ ]*\|KUBE-NWPLCY-[^ ]*\) .*/\1/p')"
+  for chain in $chains; do iptables -F "$chain" 2>/dev/null || true; done
+  for chain in $chains; do iptables -X "$chain" 2>/dev/null || true; done
+  if command -v ipset >/dev/null; then
+    ipset list -n 2>/dev/null | { grep -E '^KUBE-(SRC|DST)-' || true; } |
+      while read -r set; do ipset destroy "$set" 2>/dev/null || true; done
+  fi
+}
+
 down() {
   require_root
   local pid
@@ -96,11 +116,7 @@ down() {
     kill -KILL "$pid" 2>/dev/null || true
   fi
   rm -f "$PIDFILE"
-  # kube-router removes its own chains and ipsets; only when it was ever built.
-  if [ -x "$KUBE_ROUTER" ] && { chains_in_place || ipset list -n 2>/dev/null | grep -q '^KUBE-'; }; then
-    "$KUBE_ROUTER" --cleanup-config --run-router=false --run-service-proxy=false \
-      --enable-ipv6=false >/dev/null 2>&1 || true
-  fi
+  remove_filter_state
   log "kube-router stopped"
 }
 
