@@ -281,16 +281,36 @@ def write_targets(cluster: Cluster, jobs: list[ScrapeJob], targets_dir: Path) ->
         partial.replace(file)  # Prometheus never reads a half-written file
 
 
+def install_prometheus() -> None:
+    """apt-get install prometheus without letting the package start its own service (a
+    policy-rc.d, as hack/install-deps.sh does; removed again if we created it)."""
+    policy = Path("/usr/sbin/policy-rc.d")
+    created = not policy.exists()
+    if created:
+        policy.write_text("#!/bin/sh\n# plugin-operator e2e: apt starts no service\nexit 101\n")
+        policy.chmod(0o755)
+    env = {"DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+    install = ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "prometheus"]
+    try:
+        result = subprocess.run(install, capture_output=True, text=True, check=False,
+                                timeout=900, env=env)
+        if result.returncode != 0:  # stale package lists: refresh once and retry
+            subprocess.run(["apt-get", "update", "-qq"], capture_output=True, check=False,
+                           timeout=600, env=env)
+            result = subprocess.run(install, capture_output=True, text=True, check=False,
+                                    timeout=900, env=env)
+        assert result.returncode == 0, f"apt-get install prometheus failed:\n{result.stderr}"
+    finally:
+        if created:
+            policy.unlink(missing_ok=True)
+
+
 @pytest.fixture(scope="session")
 def prometheus(cluster: Cluster, release: Release, plugin_namespace: str,
                tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
     """Debian's Prometheus, installed with apt when missing, listening on 127.0.0.1 only."""
     if not PROMETHEUS.exists():
-        installed = subprocess.run(
-            ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "prometheus"],
-            capture_output=True, text=True, check=False, timeout=900,
-            env={"DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
-        assert installed.returncode == 0, f"apt-get install prometheus failed:\n{installed.stderr}"
+        install_prometheus()
     work = tmp_path_factory.mktemp("prometheus")
     jobs = scrape_jobs(release, plugin_namespace)
     targets_dir = work / "targets"
