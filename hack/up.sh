@@ -26,7 +26,6 @@ PLUGIN_NS=plugins
 QUERIER=demo-querier
 ARCHIVE_SERVER=plugin-archives
 ARCHIVE_PORT=8080
-TESTDATA_ID=plugin-operator-testdata-datasource
 STATE="$CACHE_DIR/up"
 LOCAL_LOGS=/var/lib/plugin-operator-cluster/logs
 
