@@ -36,7 +36,9 @@ from plugin_operator.protocol.errors import PluginError
 from plugin_operator.protocol.models import CheckHealthRequest, HealthStatus, PluginContext
 
 log = logging.getLogger(__name__)
-NO_BACKEND_RECHECK_SECONDS = 5.0
+# A backend becoming ready changes its Plugin's status, whose watch event brings this
+# DataSourceInstance back at once; the timer only covers a lost event.
+NO_BACKEND_RECHECK_SECONDS = 60.0
 
 
 DataSourceKey = ObjectRef

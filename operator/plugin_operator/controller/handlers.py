@@ -66,11 +66,41 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
         await runtime.stop()
 
     references = ReferenceIndex()
+    # What DataSourceInstances read from their Plugin, per Plugin, to pass on only the
+    # events that change it (a Plugin's status is written several times while it starts).
+    plugin_facts: dict[tuple[str, str], tuple[Any, ...]] = {}
+
+    # The generation each object was last queued for: an event that only carries our own
+    # status write changes nothing we act on, and skipping it halves the passes.
+    generations: dict[tuple[str, str, str], int] = {}
+
+    def spec_changed(kind: str, event: dict[str, Any]) -> bool:
+        key = (kind, event["namespace"], event["name"])
+        if event["type"] == "DELETED":
+            generations.pop(key, None)
+            return True
+        meta = event["meta"]
+        generation = int(meta.get("generation") or 0)
+        if meta.get("deletionTimestamp") or generations.get(key) != generation:
+            generations[key] = generation
+            return True
+        return False
 
     @kopf.on.event(GROUP, VERSION, PLUGIN_PLURAL, registry=registry)
     def plugin_changed(**event: Any) -> None:
         namespace, name = event["namespace"], event["name"]
-        runtime.plugins.add(PluginKey(namespace, name))
+        if spec_changed("Plugin", event):
+            runtime.plugins.add(PluginKey(namespace, name))
+        status = event["status"] or {}
+        facts = (event["type"], event["spec"].get("pluginId"), event["spec"].get("mode"),
+                 status.get("phase"), status.get("readyReplicas"),
+                 (status.get("plugin") or {}).get("type"))
+        if event["type"] == "DELETED":
+            plugin_facts.pop((namespace, name), None)
+        elif plugin_facts.get((namespace, name)) == facts:
+            return
+        else:
+            plugin_facts[(namespace, name)] = facts
         for datasource in references.referrers(namespace, "Plugin", name):
             runtime.datasources.add(DataSourceKey(namespace, datasource))
 
@@ -84,7 +114,8 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
         namespace, name = event["namespace"], event["name"]
         gone = event["type"] == "DELETED"
         references.update(namespace, name, None if gone else event["spec"])
-        runtime.datasources.add(DataSourceKey(namespace, name))
+        if spec_changed("DataSourceInstance", event):
+            runtime.datasources.add(DataSourceKey(namespace, name))
 
     @kopf.on.event("", "v1", "secrets", registry=registry)
     def secret_changed(**event: Any) -> None:

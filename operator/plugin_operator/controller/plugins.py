@@ -58,8 +58,11 @@ from plugin_operator.models.resources import (
 
 log = logging.getLogger(__name__)
 
-RESYNC_SECONDS = 30.0
-NOT_READY_RECHECK_SECONDS = 5.0
+# Pod and Plugin watch events drive every pass that matters; these timers are a safety net
+# (a lost event, a restarted watch), so they stay long: at thousands of Plugins, short
+# timers would be most of the operator's work.
+RESYNC_SECONDS = 300.0
+NOT_READY_RECHECK_SECONDS = 60.0
 SIGNATURE_CODES = {"signatureMissing", "signatureInvalid", "signatureModified"}
 
 

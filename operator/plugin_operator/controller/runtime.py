@@ -10,7 +10,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -29,7 +29,8 @@ from plugin_operator.kube.rest import KubeApi
 
 log = logging.getLogger(__name__)
 K = TypeVar("K")
-WORKERS_PER_KIND = 4
+# Reconciles mostly wait on the apiserver; enough of them overlap to keep it busy.
+WORKERS_PER_KIND = 16
 
 
 class Runtime:
@@ -41,11 +42,10 @@ class Runtime:
         self.targets: WorkQueue[TargetKey] = WorkQueue()
         self._tasks: list[asyncio.Task[None]] = []
         self._runners: list[web.AppRunner] = []
-        self._api: Any = None
+        self._api: KubeApi | None = None
 
     async def start(self) -> None:
-        self._api = await api_client(self.kubeconfig)
-        kube = KubeApi(self._api)
+        kube = self._api = await api_client(self.kubeconfig)
         store = ArtifactStore(self.config.artifacts_directory)
         pipeline = PackagePipeline(store, self.config)
         events = EventRecorder(kube)

@@ -17,10 +17,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubernetes_asyncio import client
-from kubernetes_asyncio.client.exceptions import ApiException
-
-from plugin_operator.kube._raw import open_request, request_json
+from plugin_operator.kube.rest import ApiError, KubeApi
 
 log = logging.getLogger("plugin_operator.kube.informer")
 
@@ -71,7 +68,7 @@ class GoneError(Exception):
 
 
 class Informer:
-    def __init__(self, api: client.ApiClient, collection: Collection,
+    def __init__(self, api: KubeApi, collection: Collection,
                  watch_window: int = WATCH_WINDOW_SECONDS) -> None:
         self.api = api
         self.collection = collection
@@ -79,8 +76,8 @@ class Informer:
         self.resource_version = ""
 
     async def _list(self) -> WatchEvent:
-        listed = await request_json(self.api, "GET", self.collection.path(),
-                                    self.collection.selectors())
+        listed = await self.api.request("GET", self.collection.path(),
+                                        query=self.collection.selectors())
         self.resource_version = str((listed.get("metadata") or {}).get("resourceVersion", ""))
         kind = str(listed.get("kind", "")).removesuffix("List")
         items = []
@@ -95,9 +92,9 @@ class Informer:
                  ("allowWatchBookmarks", "true"), ("resourceVersion", self.resource_version),
                  ("timeoutSeconds", str(self.watch_window))]
         try:
-            response = await open_request(self.api, "GET", self.collection.path(), query,
-                                          timeout=self.watch_window + 30)
-        except ApiException as exc:
+            response = await self.api.open("GET", self.collection.path(), query=query,
+                                           request_timeout=self.watch_window + 30)
+        except ApiError as exc:
             if exc.status == 410:
                 raise GoneError from exc
             raise
@@ -112,7 +109,8 @@ class Informer:
                 if kind == "ERROR":
                     if obj.get("code") == 410:
                         raise GoneError
-                    raise ApiException(status=obj.get("code"), reason=obj.get("message"))
+                    raise ApiError(int(obj.get("code") or 0), str(obj.get("reason", "")),
+                                   str(obj.get("message", "")))
                 version = (obj.get("metadata") or {}).get("resourceVersion")
                 if version:
                     self.resource_version = str(version)
@@ -137,11 +135,11 @@ class Informer:
             except GoneError:
                 log.info("watch of %s expired; relisting", self.collection.path())
                 need_list = True
-            except (TimeoutError, ApiException, OSError, ValueError) as exc:
+            except (TimeoutError, ApiError, OSError, ValueError) as exc:
                 delay = RETRY_SECONDS[min(failures, len(RETRY_SECONDS) - 1)]
                 failures += 1
                 log.warning("watch of %s failed (%s); retrying in %.1fs",
                             self.collection.path(), exc, delay)
-                if isinstance(exc, ApiException) and exc.status == 410:
+                if isinstance(exc, ApiError) and exc.status == 410:
                     need_list = True
                 await asyncio.sleep(delay)

@@ -1,4 +1,4 @@
-"""A small JSON REST layer over kubernetes_asyncio's authenticated HTTP client.
+"""A small JSON REST layer over an authenticated aiohttp session.
 
 Objects travel as plain dictionaries, exactly as the apiserver writes them, so pure code
 can build and read them without model classes. Errors become three exception types that
@@ -9,16 +9,18 @@ us), or anything else.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from kubernetes_asyncio import client
+import aiohttp
 
 FIELD_MANAGER = "plugin-operator"
 
 JSON = "application/json"
 MERGE_PATCH = "application/merge-patch+json"
 APPLY_PATCH = "application/apply-patch+yaml"
+
+Query = Mapping[str, str | int | bool] | Sequence[tuple[str, str]]
 
 
 class ApiError(RuntimeError):
@@ -39,38 +41,81 @@ class ConflictError(ApiError):
     """AlreadyExists or a resourceVersion/precondition conflict."""
 
 
+def api_error(status: int, reason: str, raw: bytes) -> ApiError:
+    try:
+        data = json.loads(raw) if raw else {}
+    except ValueError:
+        data = {}
+    if not isinstance(data, dict):
+        data = {}
+    reason = str(data.get("reason") or reason or "")
+    message = str(data.get("message") or raw[:500].decode(errors="replace"))
+    if status == 404:
+        return NotFoundError(status, reason, message)
+    if status == 409:
+        return ConflictError(status, reason, message)
+    return ApiError(status, reason, message)
+
+
+def _params(query: Query | None) -> list[tuple[str, str]]:
+    items = query.items() if isinstance(query, Mapping) else (query or ())
+    return [(k, str(v).lower() if isinstance(v, bool) else str(v)) for k, v in items]
+
+
 class KubeApi:
-    """Authenticated JSON requests to the apiserver."""
+    """Authenticated JSON requests to one apiserver."""
 
-    def __init__(self, api_client: client.ApiClient) -> None:
-        self.api_client = api_client
+    def __init__(self, session: aiohttp.ClientSession, server: str,
+                 token: str | Callable[[], str] | None = None, *,
+                 server_hostname: str | None = None) -> None:
+        self.session = session
+        self.server = server
+        self._token = token
+        self._server_hostname = server_hostname
 
-    async def request(self, method: str, path: str, *,
-                      query: Mapping[str, str | int | bool] | None = None,
-                      body: Any = None, content_type: str = JSON,
-                      request_timeout: float = 30.0) -> dict[str, Any]:
-        params: Sequence[tuple[str, str]] = [
-            (k, str(v).lower() if isinstance(v, bool) else str(v))
-            for k, v in (query or {}).items()]
-        response = await self.api_client.call_api(
-            path, method, query_params=list(params),
-            header_params={"Content-Type": content_type, "Accept": JSON},
-            body=body, auth_settings=["BearerToken"], _preload_content=False,
-            _request_timeout=request_timeout)
+    def _headers(self, content_type: str) -> dict[str, str]:
+        headers = {"Accept": JSON, "Content-Type": content_type}
+        token = self._token() if callable(self._token) else self._token
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        return headers
+
+    async def open(self, method: str, path: str, *, query: Query | None = None,
+                   body: Any = None, content_type: str = JSON,
+                   request_timeout: float | None = 30.0) -> aiohttp.ClientResponse:
+        """The raw response of a 2xx answer (the caller reads and releases it); raises
+        :class:`ApiError` otherwise. Watches read it line by line."""
+        response = await self.session.request(
+            method, self.server + path, params=_params(query),
+            data=None if body is None else json.dumps(body).encode(),
+            headers=self._headers(content_type),
+            timeout=aiohttp.ClientTimeout(total=request_timeout),
+            server_hostname=self._server_hostname)
+        if 200 <= response.status < 300:
+            return response
         try:
             raw = await response.read()
         finally:
             response.release()
-        data: dict[str, Any] = json.loads(raw) if raw else {}
-        if 200 <= response.status < 300:
-            return data
-        reason = str(data.get("reason") or response.reason or "")
-        message = str(data.get("message") or raw[:500].decode(errors="replace"))
-        if response.status == 404:
-            raise NotFoundError(response.status, reason, message)
-        if response.status == 409:
-            raise ConflictError(response.status, reason, message)
-        raise ApiError(response.status, reason, message)
+        raise api_error(response.status, response.reason or "", raw)
+
+    async def request(self, method: str, path: str, *, query: Query | None = None,
+                      body: Any = None, content_type: str = JSON,
+                      request_timeout: float = 30.0) -> dict[str, Any]:
+        response = await self.open(method, path, query=query, body=body,
+                                   content_type=content_type, request_timeout=request_timeout)
+        try:
+            raw = await response.read()
+        finally:
+            response.release()
+        data = json.loads(raw) if raw else {}
+        if not isinstance(data, dict):
+            raise ApiError(response.status, "UnexpectedAnswer",
+                           f"{method} {path} answered {type(data).__name__}, not an object")
+        return data
+
+    async def close(self) -> None:
+        await self.session.close()
 
     async def get(self, path: str, **query: str | int | bool) -> dict[str, Any]:
         return await self.request("GET", path, query=query)

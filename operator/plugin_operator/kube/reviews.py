@@ -5,9 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from kubernetes_asyncio import client
-
-from plugin_operator.kube._raw import request_json
+from plugin_operator.kube.rest import KubeApi
 
 
 @dataclass(frozen=True)
@@ -18,14 +16,14 @@ class ReviewedUser:
     extra: tuple[tuple[str, tuple[str, ...]], ...]
 
 
-async def review_token(api: client.ApiClient, token: str,
+async def review_token(api: KubeApi, token: str,
                        audiences: Sequence[str] = ()) -> ReviewedUser | None:
     """The user a bearer token belongs to, or None when the apiserver rejects it."""
     spec: dict[str, object] = {"token": token}
     if audiences:
         spec["audiences"] = list(audiences)
-    answer = await request_json(api, "POST", "/apis/authentication.k8s.io/v1/tokenreviews",
-                                body={"apiVersion": "authentication.k8s.io/v1",
+    answer = await api.request("POST", "/apis/authentication.k8s.io/v1/tokenreviews",
+                               body={"apiVersion": "authentication.k8s.io/v1",
                                       "kind": "TokenReview", "spec": spec})
     status = answer.get("status") or {}
     if not status.get("authenticated"):
@@ -37,7 +35,7 @@ async def review_token(api: client.ApiClient, token: str,
                         tuple(str(g) for g in user.get("groups") or ()), extra)
 
 
-async def review_access(api: client.ApiClient, user: ReviewedUser, *, verb: str, group: str,
+async def review_access(api: KubeApi, user: ReviewedUser, *, verb: str, group: str,
                         resource: str, namespace: str, name: str = "",
                         subresource: str = "") -> bool:
     """Whether RBAC (or whichever authorizer the cluster runs) allows the request."""
@@ -51,8 +49,8 @@ async def review_access(api: client.ApiClient, user: ReviewedUser, *, verb: str,
         spec["uid"] = user.uid
     if user.extra:
         spec["extra"] = {k: list(v) for k, v in user.extra}
-    answer = await request_json(
-        api, "POST", "/apis/authorization.k8s.io/v1/subjectaccessreviews",
+    answer = await api.request(
+        "POST", "/apis/authorization.k8s.io/v1/subjectaccessreviews",
         body={"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
               "spec": spec})
     return bool((answer.get("status") or {}).get("allowed"))
