@@ -1,8 +1,10 @@
 """Kopf's handlers: a thin layer that turns watch events into work-queue keys.
 
-Kopf watches, lists on start (so every object is reconciled after a restart), probes, and
-runs the one finalizer we need (Sidecar-mode Plugins, whose sidecar lives in another
-object). Everything else happens in the services behind the queues.
+Kopf watches, lists on start (so every object is reconciled after a restart) and probes.
+Everything else happens in the services behind the queues, including the one finalizer we
+need (Sidecar-mode Plugins, whose sidecar lives in another object): level-based, it is
+added and honoured by the Plugin reconcile itself rather than by a kopf deletion handler,
+whose change detection copies every object on every event.
 """
 
 from __future__ import annotations
@@ -16,23 +18,13 @@ from plugin_operator.controller.datasources import DataSourceKey
 from plugin_operator.controller.plugins import PluginKey
 from plugin_operator.controller.references import ReferenceIndex
 from plugin_operator.controller.runtime import Runtime
-from plugin_operator.controller.sidecars import target_of
 from plugin_operator.models import naming
 from plugin_operator.models.resources import (
     DATASOURCE_PLURAL,
     GROUP,
     PLUGIN_PLURAL,
     VERSION,
-    Mode,
-    SpecError,
-    parse_plugin_spec,
 )
-
-FINALIZER = f"{GROUP}/sidecar-cleanup"
-
-
-def _is_sidecar(spec: Any, **_: Any) -> bool:
-    return bool(spec) and spec.get("mode") == Mode.SIDECAR
 
 
 def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
@@ -40,7 +32,8 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
 
     @kopf.on.startup(registry=registry)
     async def start(settings: kopf.OperatorSettings, **_: Any) -> None:
-        settings.persistence.finalizer = FINALIZER
+        # We register no change-detecting handlers, so kopf writes no finalizers and keeps no
+        # diff-base: these only keep any annotation it might write under our group.
         settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
         settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
             prefix=GROUP, key="last-handled-configuration")
@@ -122,13 +115,3 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
         namespace = event["namespace"]
         for datasource in references.referrers(namespace, "Secret", event["name"]):
             runtime.datasources.add(DataSourceKey(namespace, datasource))
-
-    @kopf.on.delete(GROUP, VERSION, PLUGIN_PLURAL, when=_is_sidecar, registry=registry)
-    async def sidecar_plugin_deleted(**event: Any) -> None:
-        try:
-            plugin_spec = parse_plugin_spec(event["spec"])
-        except SpecError:
-            return
-        # Remove it from the workload now; the finalizer holds the Plugin until that worked.
-        await runtime.sidecar_service.reconcile_target(
-            target_of(plugin_spec, event["namespace"], runtime.config), excluding=event["name"])

@@ -63,6 +63,7 @@ log = logging.getLogger(__name__)
 # timers would be most of the operator's work.
 RESYNC_SECONDS = 300.0
 NOT_READY_RECHECK_SECONDS = 60.0
+SIDECAR_FINALIZER = "plugin-operator.dev/sidecar-cleanup"
 SIGNATURE_CODES = {"signatureMissing", "signatureInvalid", "signatureModified"}
 
 
@@ -100,6 +101,8 @@ class PluginService:
         if obj is None or obj["metadata"].get("deletionTimestamp"):
             self.backoff.forget(str(key))
             metrics.LAST_SEEN.plugin_phases.pop(str(key), None)
+            if obj is not None:
+                await self._finalize(key, obj)
             return None
         with metrics.RECONCILE_SECONDS.labels("Plugin").time():
             try:
@@ -134,7 +137,32 @@ class PluginService:
         if previous_target:
             # It left Sidecar mode: the target's sidecar set no longer includes it.
             self.on_target_changed(_parse_target(previous_target))
+        await self._set_finalizer(key, obj, present=False)
         return await self._run_pods(key, ref, obj, spec, package, now, generation)
+
+    async def _finalize(self, key: PluginKey, obj: dict[str, Any]) -> None:
+        """A deleted Sidecar-mode Plugin leaves its workload before it may go."""
+        if SIDECAR_FINALIZER not in (obj["metadata"].get("finalizers") or []):
+            return
+        target = str((obj.get("status") or {}).get("sidecarTarget") or "")
+        if target:
+            await self.sidecars.reconcile_target(_parse_target(target), excluding=key.name)
+        await self._set_finalizer(key, obj, present=False)
+
+    async def _set_finalizer(self, key: PluginKey, obj: Mapping[str, Any],
+                             present: bool) -> None:
+        finalizers = list(obj["metadata"].get("finalizers") or [])
+        if (SIDECAR_FINALIZER in finalizers) == present:
+            return
+        if present:
+            finalizers.append(SIDECAR_FINALIZER)
+        else:
+            finalizers.remove(SIDECAR_FINALIZER)
+        # resourceVersion makes this a compare-and-swap: another writer's finalizer is
+        # never dropped; on a conflict the next pass tries again.
+        await self.kube.merge_patch(plugin_path(key), {"metadata": {
+            "finalizers": finalizers,
+            "resourceVersion": obj["metadata"]["resourceVersion"]}})
 
     async def _run_sidecar(self, key: PluginKey, obj: dict[str, Any], spec: PluginSpec,
                            package: VerifiedPackage, now: datetime, generation: int) -> None:
@@ -146,6 +174,7 @@ class PluginService:
                                f"the Plugin in namespace {target.namespace!r} or set "
                                "spec.sidecar.targetRef", None)
             return
+        await self._set_finalizer(key, obj, present=True)
         # Pods of an earlier Pod-mode life go away; the sidecar service takes over status.
         await self._delete_all_pods(key)
         await self.kube.delete(core_path(key.namespace, "services",
