@@ -41,6 +41,10 @@ async def ready_endpoints(kube: KubeApi, config: OperatorConfig, namespace: str,
     except SpecError:
         return []
     if spec.mode is Mode.POD:
+        # The Plugin's status says when none is ready; its next change (a Plugin event)
+        # brings the callers back, so there is no need to list pods until then.
+        if not (plugin.get("status") or {}).get("readyReplicas"):
+            return []
         pods = await kube.list(f"/api/v1/namespaces/{namespace}/pods",
                                label_selector=f"{naming.LABEL_PLUGIN}={plugin_name}")
         return [f"{p['status']['podIP']}:{naming.GRPC_PORT}" for p in pods

@@ -27,6 +27,15 @@ from plugin_operator.models.resources import (
 )
 
 
+class _NoDiffBase(kopf.AnnotationsDiffBaseStorage):
+    """Kopf computes a deep copy of every object on every event to detect spec changes for
+    change-detecting handlers. We register none, so that copy (a fifth of the operator's CPU
+    at thousands of objects) is skipped."""
+
+    def build(self, *, body: Any, extra_fields: Any = None) -> Any:
+        return {}
+
+
 def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
     """Register every handler on ``registry``, bound to ``runtime``."""
 
@@ -35,12 +44,16 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
         # We register no change-detecting handlers, so kopf writes no finalizers and keeps no
         # diff-base: these only keep any annotation it might write under our group.
         settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        settings.persistence.diffbase_storage = _NoDiffBase(
             prefix=GROUP, key="last-handled-configuration")
         # Reconnect a watch that went quiet: the apiserver sends bookmarks every minute.
         settings.watching.inactivity_timeout = 90.0
         settings.watching.server_timeout = 600  # the apiserver wants an integer
         settings.watching.client_timeout = 660.0
+        # List in pages and let idle per-object workers go soon: both bound the memory a
+        # burst of thousands of objects costs.
+        settings.watching.chunk_size = 250
+        settings.batching.idle_timeout = 1.0
         # One replica (Recreate): no peering objects needed.
         settings.peering.standalone = True
         settings.posting.level = logging.WARNING
