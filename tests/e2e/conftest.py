@@ -12,6 +12,7 @@ On another cluster the image must already be there: ``PLUGIN_OPERATOR_E2E_IMAGE`
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -99,11 +100,18 @@ def delete_namespace(cluster: Cluster, name: str) -> None:
     cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
-@pytest.fixture
-def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]:
-    """A namespace of the test's own; deleted afterwards."""
-    name = create_namespace(cluster, request.node.name)
+@contextlib.contextmanager
+def scoped_namespace(cluster: Cluster, prefix: str) -> Iterator[str]:
+    """A restricted namespace for the duration of the ``with`` block."""
+    name = create_namespace(cluster, prefix)
     try:
         yield name
     finally:
         delete_namespace(cluster, name)
+
+
+@pytest.fixture
+def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A namespace of the test's own; deleted afterwards."""
+    with scoped_namespace(cluster, request.node.name) as name:
+        yield name

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import create_namespace, delete_namespace
+from tests.e2e.conftest import scoped_namespace
 from tests.e2e.gateway.client import CALL
 from tests.e2e.install import Release, install_release
 from tests.e2e.kube import SLEEP_FOREVER, Cluster, restricted_pod
@@ -50,11 +50,8 @@ QUERIER_ROLE = "datasource-querier"
 
 @pytest.fixture(scope="session")
 def plugin_namespace(cluster: Cluster) -> Iterator[str]:
-    name = create_namespace(cluster, "gateway-plugins")
-    try:
+    with scoped_namespace(cluster, "gateway-plugins") as name:
         yield name
-    finally:
-        delete_namespace(cluster, name)
 
 
 @pytest.fixture(scope="session")

@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.e2e.conftest import HACK, REPO_ROOT, create_namespace, delete_namespace
+from tests.e2e.conftest import HACK, REPO_ROOT, scoped_namespace
 from tests.e2e.install import Release, install_release
 from tests.e2e.kube import Cluster
 from tests.support.samples import package_testdata_python, run
@@ -156,11 +156,8 @@ def signed_testdata(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Pat
 
 @pytest.fixture(scope="session")
 def plugin_namespace(cluster: Cluster) -> Iterator[str]:
-    name = create_namespace(cluster, "journey")
-    try:
+    with scoped_namespace(cluster, "journey") as name:
         yield name
-    finally:
-        delete_namespace(cluster, name)
 
 
 @pytest.fixture(scope="session")

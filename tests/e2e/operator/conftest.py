@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import REPO_ROOT, create_namespace, delete_namespace
+from tests.e2e.conftest import REPO_ROOT, scoped_namespace
 from tests.e2e.install import Release, install_release
 from tests.e2e.kube import RESTRICTED_CONTAINER_SECURITY, RESTRICTED_POD_SECURITY, Cluster
 from tests.support.samples import build_sample_go, package_testdata_python, run
@@ -100,11 +100,8 @@ def helm_binary() -> Path:
 
 @pytest.fixture(scope="session")
 def plugin_namespace(cluster: Cluster) -> Iterator[str]:
-    name = create_namespace(cluster, "operator-plugins")
-    try:
+    with scoped_namespace(cluster, "operator-plugins") as name:
         yield name
-    finally:
-        delete_namespace(cluster, name)
 
 
 @pytest.fixture(scope="session")
