@@ -197,12 +197,3 @@ def _normalised(sha256: str | None) -> str | None:
     except FetchError:
         return None
 
-
-def remove_unused(store: ArtifactStore, keep: set[str]) -> list[str]:
-    """Delete archives no Plugin refers to any more; returns their digests."""
-    removed = []
-    for path in store.archives.iterdir():
-        if path.name not in keep and not path.name.startswith("."):
-            path.unlink(missing_ok=True)
-            removed.append(path.name)
-    return removed
