@@ -74,7 +74,7 @@ up() {
       --hostname-override "$(hostname | tr '[:upper:]' '[:lower:]')" \
       --run-firewall=true --run-router=false --run-service-proxy=false --enable-cni=false \
       --enable-ipv4=true --enable-ipv6=false --health-port=0 --metrics-port=0 \
-      --service-cluster-ip-range "$SERVICE_CIDR" --iptables-sync-period=1m \
+      --service-cluster-ip-range "$SERVICE_CIDR" --iptables-sync-period=10s \
       >>"$LOG" 2>&1 < /dev/null 7>&- &
     echo $! > "$PIDFILE"
   fi

@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 from plugin_operator.package.archive import ArchiveError, ExtractionLimits
-from plugin_operator.package.fetch import FetchError, install
+from plugin_operator.package.fetch import FetchError, InstalledPackage, install
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,7 +22,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-files", type=int, default=defaults.max_files)
     parser.add_argument("--max-file-ratio", type=float, default=defaults.max_file_ratio)
     parser.add_argument("--max-total-ratio", type=float, default=defaults.max_total_ratio)
+    parser.add_argument("--retry-seconds", type=float, default=60.0,
+                        help="keep retrying a download that fails for a passing reason (no "
+                             "route or DNS yet, a server error) this long; default 60")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def _install_retrying(args: argparse.Namespace, limits: ExtractionLimits) -> InstalledPackage:
+    # A pod's init step may start before its network (policy, DNS, the operator's Service)
+    # is ready for it; waiting here is quicker than the kubelet's crash-loop backoff.
+    deadline = time.monotonic() + args.retry_seconds
+    delay = 0.5
+    while True:
+        try:
+            return install(args.source, args.dest, args.sha256, limits)
+        except FetchError as exc:
+            if not exc.transient or time.monotonic() + delay > deadline:
+                raise
+            print(f"retrying in {delay:g}s: {exc}", file=sys.stderr)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -29,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
                               max_file_ratio=args.max_file_ratio,
                               max_total_ratio=args.max_total_ratio)
     try:
-        installed = install(args.source, args.dest, args.sha256, limits)
+        installed = _install_retrying(args, limits)
     except (FetchError, ArchiveError) as exc:
         if args.json:
             print(json.dumps({"ok": False, "error": str(exc)}))

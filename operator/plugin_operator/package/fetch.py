@@ -25,7 +25,12 @@ DOWNLOAD_TIMEOUT_SECONDS = 60.0
 
 
 class FetchError(ValueError):
-    """The archive could not be fetched, or is not the one that was pinned."""
+    """The archive could not be fetched, or is not the one that was pinned. ``transient``
+    marks failures that may pass on their own (no route yet, DNS, a server error)."""
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 @dataclass(frozen=True)
@@ -72,10 +77,11 @@ def _open_source(source: str, timeout: float) -> IO[bytes]:
     try:
         response: IO[bytes] = urllib.request.urlopen(request, timeout=timeout)
     except urllib.error.HTTPError as exc:
-        raise FetchError(f"downloading {source} failed: HTTP {exc.code} {exc.reason}") from None
+        raise FetchError(f"downloading {source} failed: HTTP {exc.code} {exc.reason}",
+                         transient=exc.code >= 500) from None
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise FetchError(f"downloading {source} failed: {reason}") from None
+        raise FetchError(f"downloading {source} failed: {reason}", transient=True) from None
     return response
 
 

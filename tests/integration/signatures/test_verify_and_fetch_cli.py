@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import http.server
 import json
 import shutil
+import socket
+import threading
+import time
 import zipfile
 from pathlib import Path
 
@@ -147,3 +152,42 @@ def test_missing_url_is_a_clear_input_error(http_root: tuple[Path, str]) -> None
 
     assert result.returncode == 2
     assert "HTTP 404" in result.stderr
+
+
+def test_fetch_waits_for_a_server_that_is_not_up_yet(signed_testdata_python: SignedSample,
+                                                     tmp_path: Path) -> None:
+    """A pod's init step may run before its network is ready: it retries, then succeeds."""
+    served = tmp_path / "served"
+    served.mkdir()
+    shutil.copy(signed_testdata_python.archive, served / "plugin.zip")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    server: list[http.server.ThreadingHTTPServer] = []
+
+    def start_later() -> None:
+        time.sleep(2)
+        server.append(http.server.ThreadingHTTPServer(("127.0.0.1", port), handler))
+        server[0].serve_forever()
+
+    threading.Thread(target=start_later, daemon=True).start()
+    try:
+        result = run(CLI, "fetch", f"http://127.0.0.1:{port}/plugin.zip", "--retry-seconds",
+                     "30", "--dest", tmp_path / "x")
+    finally:
+        if server:
+            server[0].shutdown()
+    assert result.returncode == 0, result.stderr
+    assert "retrying in" in result.stderr
+    assert (tmp_path / "x" / "plugin.json").is_file()
+
+
+def test_fetch_does_not_retry_what_will_not_pass(http_root: tuple[Path, str],
+                                                 tmp_path: Path) -> None:
+    _, base = http_root
+    result = run(CLI, "fetch", f"{base}/nope.zip", "--retry-seconds", "30",
+                 "--dest", tmp_path / "x")
+    assert result.returncode == 1
+    assert "HTTP 404" in result.stderr
+    assert "retrying" not in result.stderr
