@@ -1,36 +1,20 @@
-"""Where a Plugin's ready backends answer, read from the pods that exist right now."""
+"""Where a Plugin's ready backends answer, read from the pods that exist right now.
+
+The pods are read with the gateway's own parsers, so the operator's health checks and the
+gateway's calls agree on what a ready backend is.
+"""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
 from plugin_operator.controller.config import OperatorConfig
 from plugin_operator.controller.sidecars import target_of, workload_pods
+from plugin_operator.gateway.world import ObjectError, parse_backend_pod, parse_gateway_pod
 from plugin_operator.kube.rest import KubeApi
 from plugin_operator.models import naming
 from plugin_operator.models.resources import Mode, SpecError, parse_plugin_spec
-
-
-def _pod_ready(pod: Mapping[str, Any]) -> bool:
-    conditions = (pod.get("status") or {}).get("conditions") or []
-    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
-
-
-def sidecar_ready(pod: Mapping[str, Any], container: str) -> bool:
-    statuses = (pod.get("status") or {}).get("containerStatuses") or []
-    return any(s.get("name") == container and s.get("ready") for s in statuses)
-
-
-def sidecar_port(pod: Mapping[str, Any], plugin_name: str) -> int | None:
-    annotations = (pod.get("metadata") or {}).get("annotations") or {}
-    try:
-        ports = json.loads(annotations.get(naming.ANNOTATION_SIDECARS, "{}"))
-    except ValueError:
-        return None
-    port = ports.get(plugin_name) if isinstance(ports, dict) else None
-    return port if isinstance(port, int) else None
 
 
 async def ready_endpoints(kube: KubeApi, config: OperatorConfig, namespace: str,
@@ -47,14 +31,17 @@ async def ready_endpoints(kube: KubeApi, config: OperatorConfig, namespace: str,
             return []
         pods = await kube.list(f"/api/v1/namespaces/{namespace}/pods",
                                label_selector=f"{naming.LABEL_PLUGIN}={plugin_name}")
-        return [f"{p['status']['podIP']}:{naming.GRPC_PORT}" for p in pods
-                if _pod_ready(p) and (p.get("status") or {}).get("podIP")
-                and not p["metadata"].get("deletionTimestamp")]
+        records = [parse_backend_pod(p) for p in pods]
+        return [f"{r.ip}:{naming.GRPC_PORT}" for r in records if r.ready]
     container = naming.sidecar_container_name(plugin_name)
     endpoints = []
     for pod in await workload_pods(kube, target_of(spec, namespace, config)):
-        port = sidecar_port(pod, plugin_name)
+        try:
+            carrier = parse_gateway_pod(pod)
+        except ObjectError:
+            continue
+        port = carrier.sidecar_ports.get(plugin_name)
         ip = (pod.get("status") or {}).get("podIP")
-        if port and ip and sidecar_ready(pod, container):
+        if port and ip and container in carrier.ready_containers:
             endpoints.append(f"{ip}:{port}")
     return endpoints
