@@ -35,7 +35,6 @@ import json
 import os
 import platform
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -65,6 +64,7 @@ from plugin_operator.protocol.models import (  # noqa: E402
 from tests.e2e.conftest import create_namespace  # noqa: E402
 from tests.e2e.install import Release, install_release  # noqa: E402
 from tests.e2e.kube import Cluster  # noqa: E402
+from tests.support.net import free_port  # noqa: E402
 from tests.support.samples import package_testdata_python, run  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
@@ -352,12 +352,6 @@ class ScaleRun:
     rss_samples: list[tuple[float, float]]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _rss_mb(pid: int, field_name: str = "VmRSS") -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(f"{field_name}:"):
@@ -368,15 +362,15 @@ def _rss_mb(pid: int, field_name: str = "VmRSS") -> float:
 @contextmanager
 def running_operator(kubeconfig: Path, namespace: str, work: Path, public_key: Path,
                      profile: Path | None = None) -> Iterator[subprocess.Popen[bytes]]:
-    artifacts_port = _free_port()
+    artifacts_port = free_port()
     env = {**os.environ, "KUBECONFIG": str(kubeconfig),
            "PLUGIN_OPERATOR_NAMESPACES": namespace,
            "PLUGIN_OPERATOR_IMAGE": "plugin-operator.dev/plugin-operator:bench",
            "PLUGIN_OPERATOR_ARTIFACTS_DIRECTORY": str(work / f"artifacts-{namespace}"),
            "PLUGIN_OPERATOR_ARTIFACTS_PORT": str(artifacts_port),
            "PLUGIN_OPERATOR_ARTIFACTS_URL": f"http://127.0.0.1:{artifacts_port}",
-           "PLUGIN_OPERATOR_METRICS_PORT": str(_free_port()),
-           "PLUGIN_OPERATOR_HEALTH_PORT": str(_free_port()),
+           "PLUGIN_OPERATOR_METRICS_PORT": str(free_port()),
+           "PLUGIN_OPERATOR_HEALTH_PORT": str(free_port()),
            "PLUGIN_OPERATOR_TRUSTED_KEYS": str(public_key),
            "PLUGIN_OPERATOR_GATEWAY_NAMESPACE": namespace}
     cli = Path(sys.executable).with_name("plugin-operator")

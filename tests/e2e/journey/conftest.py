@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -30,6 +29,7 @@ import yaml
 from tests.e2e.conftest import HACK, REPO_ROOT, scoped_namespace
 from tests.e2e.install import Release, install_release
 from tests.e2e.kube import Cluster
+from tests.support.net import free_port
 from tests.support.samples import package_testdata_python, run
 
 EXAMPLES = REPO_ROOT / "examples"
@@ -57,13 +57,6 @@ def wait_for(what: str, probe: Callable[[], Any], timeout_s: float = 180,
             raise AssertionError(f"timed out after {timeout_s}s waiting for {what}; "
                                  f"last: {last!r}\n{diagnostics()}")
         time.sleep(interval_s)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,16 +20,11 @@ from typing import Any
 import pytest
 
 from tests.support.kube import ControlPlane
+from tests.support.net import free_port
 from tests.support.samples import SignedSample
 
 CLI = Path(sys.executable).with_name("plugin-operator")
 TESTDATA_ID = "plugin-operator-testdata-datasource"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
