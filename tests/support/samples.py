@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,3 +43,14 @@ def sign(archive: Path, work: Path) -> SignedSample:
                  work / "signed.zip", env={"PLUGIN_OPERATOR_CACHE": str(work / "cache")})
     assert signed.returncode == 0, signed.stderr
     return SignedSample(work / "signed.zip", work / "cache" / "signing" / "test-signer.pub.asc")
+
+
+def tamper(archive: Path, output: Path) -> Path:
+    """A copy of a signed sample archive with its Python code changed after signing."""
+    with zipfile.ZipFile(archive) as source, zipfile.ZipFile(output, "w") as target:
+        for item in source.infolist():
+            data = source.read(item)
+            if item.filename.endswith("testdata_plugin.py"):
+                data += b"\n# changed after signing\n"
+            target.writestr(item, data)
+    return output

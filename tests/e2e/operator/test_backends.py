@@ -4,7 +4,6 @@ archive runs nothing, and a new version or config rolls the pods one at a time."
 
 from __future__ import annotations
 
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from tests.e2e.operator.conftest import (
     plugin_manifest,
     sha256_of,
 )
+from tests.support.samples import tamper
 
 BACKEND_CONTAINER = "plugin"
 
@@ -113,19 +113,9 @@ def test_deleted_pod_is_replaced(plugins: Plugins, signed_archives: SignedArchiv
     assert plugins.wait_phase("lost", "Running")["readyReplicas"] == 1
 
 
-def _tamper(archive: Path, output: Path) -> Path:
-    with zipfile.ZipFile(archive) as source, zipfile.ZipFile(output, "w") as target:
-        for item in source.infolist():
-            data = source.read(item)
-            if item.filename.endswith("testdata_plugin.py"):
-                data += b"\n# changed after signing\n"
-            target.writestr(item, data)
-    return output
-
-
 def test_tampered_archive_is_rejected_and_runs_nothing(
         plugins: Plugins, signed_archives: SignedArchives, tmp_path: Path) -> None:
-    plugins.archive_configmap("tampered", _tamper(signed_archives.python_v1,
+    plugins.archive_configmap("tampered", tamper(signed_archives.python_v1,
                                                   tmp_path / "tampered.zip"))
     plugins.apply(plugin_manifest("tampered", configmap="tampered"))
     status = plugins.wait_phase("tampered", "Rejected")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import signal
 import urllib.request
-import zipfile
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,7 @@ from tests.integration.controller.conftest import (
     archive_configmap,
     plugin_object,
 )
-from tests.support.samples import SignedSample
+from tests.support.samples import SignedSample, tamper
 
 pytestmark = pytest.mark.integration
 
@@ -111,15 +110,8 @@ def test_ready_backends_make_it_running_and_crashes_are_recorded(
 
 def test_tampered_archive_is_rejected_and_nothing_runs(
         operator: OperatorProcess, signed_testdata_python: SignedSample, tmp_path: Path) -> None:
-    tampered = tmp_path / "tampered.zip"
-    with zipfile.ZipFile(signed_testdata_python.archive) as source, \
-            zipfile.ZipFile(tampered, "w") as target:
-        for item in source.infolist():
-            data = source.read(item)
-            if item.filename.endswith("testdata_plugin.py"):
-                data += b"\n# a change after signing\n"
-            target.writestr(item, data)
-    archive_configmap(operator, "tampered", tampered)
+    archive_configmap(operator, "tampered",
+                      tamper(signed_testdata_python.archive, tmp_path / "tampered.zip"))
     operator.apply(plugin_object("tampered", "tampered"))
     status = operator.wait_for("Rejected", lambda: _phase(operator, "tampered") == "Rejected"
                                and operator.status("plugin", "tampered"))

@@ -10,12 +10,12 @@ import shutil
 import socket
 import threading
 import time
-import zipfile
 from pathlib import Path
 
 import pytest
 
 from tests.integration.signatures.conftest import CLI, FIXTURES, SignedSample, run
+from tests.support.samples import tamper
 
 pytestmark = pytest.mark.integration
 
@@ -94,14 +94,7 @@ def test_signed_sample_plugin_is_invalid_without_its_key(
 
 def test_tampered_sample_plugin_zip_is_modified(signed_testdata_python: SignedSample,
                                                 tmp_path: Path) -> None:
-    tampered = tmp_path / "tampered.zip"
-    with zipfile.ZipFile(signed_testdata_python.archive) as source, \
-            zipfile.ZipFile(tampered, "w") as target:
-        for info in source.infolist():
-            data = source.read(info)
-            if info.filename.endswith("testdata_plugin.py"):
-                data += b"\nimport os  # injected\n"
-            target.writestr(info, data)
+    tampered = tamper(signed_testdata_python.archive, tmp_path / "tampered.zip")
 
     result = run(CLI, "verify", tampered, "--trusted-key", signed_testdata_python.public_key)
 
