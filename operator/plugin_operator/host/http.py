@@ -26,9 +26,13 @@ class HostMetrics:
         self.stdio_bytes = Counter("plugin_operator_host_plugin_output_bytes",
                                    "Bytes the plugin wrote, by stream", ["stream"],
                                    registry=self.registry)
-        self.calls = Counter("plugin_operator_host_grpc_calls",
-                             "Calls forwarded to the plugin, by method and gRPC code",
-                             ["method", "code"], registry=self.registry)
+        self.forwarded_bytes = Counter(
+            "plugin_operator_host_forwarded_bytes",
+            "gRPC bytes passed between callers and the plugin, by direction "
+            "(to_plugin, from_plugin)", ["direction"], registry=self.registry)
+        self.connections = Gauge("plugin_operator_host_open_connections",
+                                 "Callers' connections forwarded to the plugin now",
+                                 registry=self.registry)
         self.plugin_metrics_ok = Gauge("plugin_operator_host_plugin_metrics_up",
                                        "1 if the last CollectMetrics call succeeded",
                                        registry=self.registry)

@@ -15,11 +15,11 @@ from pathlib import Path
 
 from aiohttp import web
 
+from plugin_operator.host.forwarder import FROM_PLUGIN, TO_PLUGIN, Forwarder
 from plugin_operator.host.handshake import HandshakeError, plugin_environment
 from plugin_operator.host.http import HostMetrics, build_app
 from plugin_operator.host.logs import PluginLogRecord
 from plugin_operator.host.process import PluginProcess
-from plugin_operator.host.proxy import start_proxy
 from plugin_operator.host.termination import (
     describe_exit,
     host_exit_code,
@@ -128,7 +128,8 @@ class Host:
                               EXIT_HANDSHAKE_FAILED)
         client = PluginClient(grpc_target(handshake.network, handshake.address), timeout=10.0)
         stdio = asyncio.create_task(self._mirror_stdio(client))
-        servers = await self._serve(client, process, plugin.id)
+        servers = await self._serve(client, handshake.network, handshake.address, process,
+                                    plugin.id)
         exited = asyncio.ensure_future(process.wait())
         stop_task = asyncio.ensure_future(self.stop_requested.wait())
         await asyncio.wait({exited, stop_task}, return_when=asyncio.FIRST_COMPLETED)
@@ -156,12 +157,15 @@ class Host:
         except PluginError as exc:
             log.debug("no stdio mirroring", extra={"reason": str(exc)})
 
-    async def _serve(self, client: PluginClient, process: PluginProcess,
-                     plugin_id: str) -> tuple[object, object, web.AppRunner]:
+    async def _serve(self, client: PluginClient, network: str, address: str,
+                     process: PluginProcess, plugin_id: str) -> tuple[Forwarder, web.AppRunner]:
         cfg = self.config
-        proxy, upstream, grpc_port = await start_proxy(
-            client.target, cfg.grpc_bind, cfg.grpc_port,
-            lambda method, code: self.metrics.calls.labels(method, code.name).inc())
+        forwarded = {direction: self.metrics.forwarded_bytes.labels(direction)
+                     for direction in (TO_PLUGIN, FROM_PLUGIN)}
+        forwarder = Forwarder(network, address, bind=cfg.grpc_bind, port=cfg.grpc_port,
+                              count=lambda direction, n: forwarded[direction].inc(n))
+        self.metrics.connections.set_function(forwarder.open_connections)
+        grpc_port = forwarder.start()
 
         async def plugin_metrics() -> bytes:
             result = await client.collect_metrics(
@@ -180,7 +184,7 @@ class Host:
             _write_ports(cfg.ports_file, ports)
         log.info("host ready", extra={"plugin_id": plugin_id, "grpc_port": grpc_port,
                                       "http_port": http_port, "plugin_address": client.target})
-        return proxy, upstream, runner
+        return forwarder, runner
 
     async def _stop_plugin(self, client: PluginClient, process: PluginProcess,
                            exited: asyncio.Future[int]) -> None:
@@ -196,10 +200,9 @@ class Host:
             await exited
         process.kill()  # leftovers in its process group
 
-    async def _close(self, servers: tuple[object, object, web.AppRunner],
+    async def _close(self, servers: tuple[Forwarder, web.AppRunner],
                      client: PluginClient) -> None:
-        proxy, upstream, runner = servers
-        await proxy.stop(0.5)  # type: ignore[attr-defined]
-        await upstream.close(None)  # type: ignore[attr-defined]
+        forwarder, runner = servers
+        await asyncio.to_thread(forwarder.stop)
         await runner.cleanup()
         await client.close()
