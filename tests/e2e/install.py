@@ -81,7 +81,9 @@ class Release:
                                     check=False).stdout
         events = self.cluster.kubectl("-n", self.namespace, "get", "events",
                                       "--sort-by=.lastTimestamp", check=False).stdout
+        failed = self.cluster.failed_containers(self.namespace)
         return (f"release {self.name} in {self.namespace}:\n{pods}\n{events[-3000:]}\n"
+                f"containers that failed:\n{failed or '(none)'}\n"
                 f"operator log tail:\n{self.operator_logs(60)}\n{self.cluster.logs_hint}")
 
     def uninstall(self) -> None:

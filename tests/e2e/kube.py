@@ -59,6 +59,26 @@ class Cluster:
         )
         return data
 
+    def failed_containers(self, namespace: str) -> str:
+        """Every container in the namespace that exited with an error, with the message it
+        left (its termination log, or its last log lines)."""
+        result = self.kubectl("-n", namespace, "get", "pods", "-o", "json", check=False)
+        if result.returncode != 0:
+            return ""
+        lines = []
+        for pod in json.loads(result.stdout)["items"]:
+            status = pod.get("status", {})
+            for container in (status.get("initContainerStatuses", [])
+                              + status.get("containerStatuses", [])):
+                ended = (container.get("state", {}).get("terminated")
+                         or container.get("lastState", {}).get("terminated"))
+                if ended and ended.get("exitCode"):
+                    message = (ended.get("message") or ended.get("reason") or "").strip()
+                    lines.append(f"{pod['metadata']['name']}/{container['name']} exited "
+                                 f"{ended['exitCode']} ({container.get('restartCount', 0)} "
+                                 f"restarts): {message[-1500:]}")
+        return "\n".join(lines)
+
     def wait_ready(self, namespace: str, pod: str, timeout_s: int = 180) -> dict[str, Any]:
         result = self.kubectl(
             "-n", namespace, "wait", "--for=condition=Ready", f"pod/{pod}",

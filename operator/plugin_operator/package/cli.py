@@ -25,17 +25,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--retry-seconds", type=float, default=60.0,
                         help="keep retrying a download that fails for a passing reason (no "
                              "route or DNS yet, a server error) this long; default 60")
+    parser.add_argument("--timeout", type=float, default=10.0,
+                        help="seconds one attempt may wait to connect or for the next bytes "
+                             "before it counts as failed (and is retried); default 10")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
 def _install_retrying(args: argparse.Namespace, limits: ExtractionLimits) -> InstalledPackage:
     # A pod's init step may start before its network (policy, DNS, the operator's Service)
-    # is ready for it; waiting here is quicker than the kubelet's crash-loop backoff.
+    # is ready for it; waiting here is quicker than the kubelet's crash-loop backoff. Short
+    # attempts matter: a packet dropped by a policy not yet in place stalls a connect until
+    # its timeout, and one long attempt would use up the whole retry window.
     deadline = time.monotonic() + args.retry_seconds
     delay = 0.5
     while True:
         try:
-            return install(args.source, args.dest, args.sha256, limits)
+            return install(args.source, args.dest, args.sha256, limits, timeout=args.timeout)
         except FetchError as exc:
             if not exc.transient or time.monotonic() + delay > deadline:
                 raise

@@ -92,8 +92,8 @@ def _downloaded(source: str, workdir: Path, expected: str | None, max_bytes: int
     with _open_source(source, timeout) as stream, path.open("wb") as out:
         try:
             digest, size = _copy_hashing(stream, out, max_bytes, source)
-        except (OSError, TimeoutError) as exc:
-            raise FetchError(f"reading {source} failed: {exc}") from None
+        except OSError as exc:  # a reset or a stall half way: worth another attempt
+            raise FetchError(f"reading {source} failed: {exc}", transient=True) from None
     _check_digest(digest, expected, source)
     yield path, digest, size
 

@@ -165,7 +165,9 @@ class Plugins:
         pods = self.kubectl("get", "pods,plugins,datasourceinstances", "-o", "wide",
                             check=False).stdout
         events = self.kubectl("get", "events", "--sort-by=.lastTimestamp", check=False).stdout
+        failed = self.cluster.failed_containers(self.namespace)
         return (f"namespace {self.namespace}:\n{pods}\n{events[-4000:]}\n"
+                f"containers that failed:\n{failed or '(none)'}\n"
                 f"operator log tail:\n{self.release.operator_logs(80)}\n"
                 f"{self.cluster.logs_hint}")
 

@@ -176,6 +176,42 @@ def test_fetch_waits_for_a_server_that_is_not_up_yet(signed_testdata_python: Sig
     assert (tmp_path / "x" / "plugin.json").is_file()
 
 
+def test_fetch_gives_up_on_a_stalled_attempt_and_tries_again(
+        signed_testdata_python: SignedSample, tmp_path: Path) -> None:
+    """A connection that never answers (a policy dropping packets, say) costs one short
+    attempt, not the whole retry window."""
+    archive = signed_testdata_python.archive.read_bytes()
+    listener = socket.create_server(("127.0.0.1", 0))
+    stalled: list[socket.socket] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            if not stalled:
+                stalled.append(conn)  # accepted, never answered
+                continue
+            with conn:
+                conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n"
+                             b"Connection: close\r\n\r\n" % len(archive) + archive)
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        result = run(CLI, "fetch", f"http://127.0.0.1:{listener.getsockname()[1]}/plugin.zip",
+                     "--timeout", "1", "--retry-seconds", "30", "--dest", tmp_path / "x")
+    finally:
+        listener.shutdown(socket.SHUT_RDWR)
+        listener.close()
+        for conn in stalled:
+            conn.close()
+    assert result.returncode == 0, result.stderr
+    assert "timed out" in result.stderr
+    assert (tmp_path / "x" / "plugin.json").is_file()
+
+
 def test_fetch_does_not_retry_what_will_not_pass(http_root: tuple[Path, str],
                                                  tmp_path: Path) -> None:
     _, base = http_root
