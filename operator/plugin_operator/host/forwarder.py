@@ -10,6 +10,7 @@ added later, passes through unchanged, status and trailers included.
 Who may reach the plugin is decided by who may connect: the chart's NetworkPolicy admits
 only the gateway and the operator to the gRPC port, and neither calls go-plugin's own
 services (controller, stdio, broker), which the host alone uses over its private channel.
+A sidecar's port is as reachable as its workload's pods: their own policy guards it.
 """
 
 from __future__ import annotations
