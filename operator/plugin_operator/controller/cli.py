@@ -12,6 +12,8 @@ import kopf
 
 from plugin_operator.controller.config import ConfigError, OperatorConfig, load_config
 
+NOISY_AT_INFO = ("kopf.objects", "aiohttp.access")
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path,
@@ -42,6 +44,11 @@ async def _run(config: OperatorConfig, kubeconfig: str | None) -> None:
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.log_level == "INFO":
+        # A line for every handled event and every probe would bury what matters; kopf's
+        # retries and failures (warnings and errors) still show, and DEBUG shows it all.
+        for chatty in NOISY_AT_INFO:
+            logging.getLogger(chatty).setLevel(logging.WARNING)
     try:
         config = load_config(args.config)
     except ConfigError as exc:
