@@ -116,11 +116,23 @@ print("\n".join(tomllib.load(open(sys.argv[1], "rb"))["build-system"]["requires"
     "$REPO_ROOT" >"$pip_log" 2>&1 || { cat "$pip_log" >&2; die "building our wheel failed (log: $pip_log)"; }
 }
 
+# copy-tree (tools/copy-tree), static so that it runs inside any plugin image. Go's build
+# cache makes a rebuild with unchanged sources nearly free.
+build_tools() {
+  command -v go >/dev/null || die "Go is not installed; install Go 1.26 or newer (https://go.dev/doc/install)"
+  mkdir -p "$REPO_ROOT/dist/tools"
+  (cd "$REPO_ROOT/tools/copy-tree" &&
+    CGO_ENABLED=0 GOOS=linux GOARCH=amd64 GOFLAGS="-buildvcs=false -mod=readonly" \
+      go build -trimpath -ldflags="-s -w" -o "$REPO_ROOT/dist/tools/copy-tree" .) ||
+    die "building tools/copy-tree failed"
+}
+
 build_image() {
   local base
   mkdir -p "$BUILD_LOG_DIR"
   base="$(ensure_base)"
   build_wheels
+  build_tools
   log "docker build $IMAGE from $base"
   docker build --quiet --network none --build-arg "BASE_IMAGE=$base" --build-arg "VERSION=$VERSION" \
     -t "$IMAGE" "$REPO_ROOT" >/dev/null

@@ -22,6 +22,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "host": ("plugin_operator.host.cli", "run a plugin backend the way Grafana does"),
     "fetch": ("plugin_operator.package.cli", "fetch and check a plugin archive into a folder"),
     "verify": ("plugin_operator.signatures.cli", "verify a plugin's signature like Grafana"),
+    "pack": ("plugin_operator.package.pack_cli", "zip a plugin folder, to a file or an upload"),
 }
 
 

@@ -115,6 +115,11 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
     def backend_pod_changed(**event: Any) -> None:
         runtime.plugins.add(PluginKey(event["namespace"], event["labels"][naming.LABEL_PLUGIN]))
 
+    @kopf.on.event("", "v1", "pods", labels={naming.LABEL_UNPACKS: kopf.PRESENT},
+                   registry=registry)
+    def unpack_pod_changed(**event: Any) -> None:
+        runtime.plugins.add(PluginKey(event["namespace"], event["labels"][naming.LABEL_UNPACKS]))
+
     @kopf.on.event(GROUP, VERSION, DATASOURCE_PLURAL, registry=registry)
     def datasource_changed(**event: Any) -> None:
         namespace, name = event["namespace"], event["name"]

@@ -38,6 +38,14 @@ class PackageError(Exception):
         self.artifact = artifact
 
 
+class PackageInProgress(Exception):  # noqa: N818 - a state to report, not a failure
+    """The package is on its way (an image being unpacked); nothing is wrong yet."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
 @dataclass(frozen=True)
 class VerifiedPackage:
     artifact: Artifact

@@ -17,9 +17,11 @@ from plugin_operator.controller import metrics
 from plugin_operator.controller.backoff import Backoff
 from plugin_operator.controller.config import OperatorConfig
 from plugin_operator.controller.events import EventRecorder
+from plugin_operator.controller.images import ImageUnpacker, image_origin
 from plugin_operator.controller.packages import (
     BytesInput,
     PackageError,
+    PackageInProgress,
     PackagePipeline,
     UrlInput,
     VerifiedPackage,
@@ -63,6 +65,7 @@ log = logging.getLogger(__name__)
 # timers would be most of the operator's work.
 RESYNC_SECONDS = 300.0
 NOT_READY_RECHECK_SECONDS = 60.0
+IN_PROGRESS_RECHECK_SECONDS = 30.0
 SIDECAR_FINALIZER = "plugin-operator.dev/sidecar-cleanup"
 SIGNATURE_CODES = {"signatureMissing", "signatureInvalid", "signatureModified"}
 
@@ -84,9 +87,10 @@ def plugin_path(key: PluginKey, subresource: str | None = None) -> str:
 class PluginService:
     def __init__(self, kube: KubeApi, config: OperatorConfig, pipeline: PackagePipeline,
                  backoff: Backoff, events: EventRecorder, sidecars: SidecarService,
-                 on_target_changed: Callable[[TargetKey], None],
+                 on_target_changed: Callable[[TargetKey], None], images: ImageUnpacker,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.kube = kube
+        self.images = images
         self.sidecars = sidecars
         self.on_target_changed = on_target_changed
         self.config = config
@@ -124,7 +128,10 @@ class PluginService:
             return None
         ref = PluginRef(key.namespace, key.name, obj["metadata"]["uid"])
         try:
-            package = await self._package(key, spec, status, generation)
+            package = await self._package(ref, spec, status, generation)
+        except PackageInProgress as progress:
+            await self._in_progress(key, obj, progress.message, generation)
+            return IN_PROGRESS_RECHECK_SECONDS
         except PackageError as exc:
             if exc.retryable:
                 return await self._pending(key, obj, exc, generation)
@@ -180,7 +187,7 @@ class PluginService:
         await self.kube.delete(core_path(key.namespace, "services",
                                          naming.service_name(key.name)))
         status: dict[str, Any] = dict(obj.get("status") or {})
-        new_status = self._verified_status(status, package, generation, now)
+        new_status = self._verified_status(status, spec, package, generation, now)
         new_status.update({"sidecarTarget": f"{target.kind} {target.namespace}/{target.name}",
                            "serviceName": None})
         for field in ("phase", "message", "replicas", "readyReplicas", "restarts"):
@@ -193,15 +200,17 @@ class PluginService:
         await self._write_status(key, obj, new_status)
         self.on_target_changed(target)
 
-    async def _package(self, key: PluginKey, spec: PluginSpec, status: Mapping[str, Any],
+    async def _package(self, ref: PluginRef, spec: PluginSpec, status: Mapping[str, Any],
                        generation: int) -> VerifiedPackage:
         source = spec.source
+        key = PluginKey(ref.namespace, ref.name)
         if isinstance(source, ImageSource):
-            raise PackageError("sourceUnsupported",
-                               "spec.source.image is not supported by this version of the "
-                               "operator, which must verify a package before it runs it; "
-                               "publish the plugin as a zip and use spec.source.url or "
-                               "configMapRef")
+            artifact = await self.images.artifact(ref, source, generation,
+                                                  status.get("artifact") or {})
+            return await self.pipeline.verify(artifact, spec)
+        if (status.get("artifact") or {}).get("image") or \
+                status.get("phase") == Phase.VERIFYING:
+            await self.images.forget(ref)  # it came, or was coming, from an image
         if isinstance(source, UrlSource):
             known = str((status.get("artifact") or {}).get("sha256") or "")
             # An unpinned URL is fetched once per spec generation, not on every pass.
@@ -277,7 +286,7 @@ class PluginService:
         ready = sum(p.ready for p in alive)
         phase = backend_phase(spec.replicas, ready, alive + [p for p in pods if p.terminal])
         self.backoff.observe_health(str(key), ready >= spec.replicas)
-        new_status = self._verified_status(status, package, generation, now)
+        new_status = self._verified_status(status, spec, package, generation, now)
         new_status.update({
             "phase": str(phase),
             "message": phase_message(phase, spec.replicas, ready, pods),
@@ -305,8 +314,9 @@ class PluginService:
             return self.backoff.remaining(str(key))
         return RESYNC_SECONDS if ready >= spec.replicas else NOT_READY_RECHECK_SECONDS
 
-    def _verified_status(self, status: Mapping[str, Any], package: VerifiedPackage,
-                         generation: int, now: datetime) -> dict[str, Any]:
+    def _verified_status(self, status: Mapping[str, Any], spec: PluginSpec,
+                         package: VerifiedPackage, generation: int,
+                         now: datetime) -> dict[str, Any]:
         signature = package.signature
         previous = status.get("conditions") or []
         plugin = package.plugin
@@ -320,7 +330,9 @@ class PluginService:
                        "executable": package.executable, "streaming": plugin.streaming,
                        "alerting": plugin.alerting},
             "artifact": {"sha256": package.artifact.sha256, "size": package.artifact.size,
-                         "url": package.artifact.url(self.config)},
+                         "url": package.artifact.url(self.config),
+                         **(image_origin(spec.source) if isinstance(spec.source, ImageSource)
+                            else {})},
             "lastFailure": status.get("lastFailure"),
             "conditions": [
                 condition(previous, "SignatureValid", True, "Verified",
@@ -359,6 +371,13 @@ class PluginService:
                        "observedGeneration": generation})
         await self._write_status(key, obj, status)
         return delay
+
+    async def _in_progress(self, key: PluginKey, obj: dict[str, Any], message: str,
+                           generation: int) -> None:
+        status = dict(obj.get("status") or {})
+        status.update({"phase": str(Phase.VERIFYING), "message": message,
+                       "observedGeneration": generation})
+        await self._write_status(key, obj, status)
 
     async def _reject(self, key: PluginKey, obj: dict[str, Any], code: str, message: str,
                       error: PackageError | None) -> None:

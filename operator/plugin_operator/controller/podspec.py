@@ -14,9 +14,14 @@ from typing import Any
 
 from plugin_operator.controller.config import OperatorConfig
 from plugin_operator.models import naming
-from plugin_operator.models.resources import API_VERSION, PluginSpec
+from plugin_operator.models.resources import API_VERSION, ImageSource, PluginSpec
 
 RUN_AS_USER = 65532
+# In our image; see tools/copy-tree.
+COPY_TREE = "/opt/plugin-operator/bin/copy-tree"
+TOOLS_VOLUME = "tools"
+WORK_VOLUME = "work"
+UNPACK_DEADLINE_SECONDS = 600
 PLUGIN_VOLUME = "plugin"
 TMP_VOLUME = "tmp"
 # The workload that receives sidecars may have a "tmp" volume of its own.
@@ -223,3 +228,72 @@ def sidecar_apply_patch(kind: str, namespace: str, name: str, sidecars: list[Sid
     return {"apiVersion": "apps/v1", "kind": kind,
             "metadata": {"name": name, "namespace": namespace},
             "spec": {"template": template}}
+
+
+def image_source_hash(source: ImageSource, generation: int) -> str:
+    """One unpack attempt per image source and Plugin generation."""
+    inputs = {"reference": source.reference, "path": source.path, "pull": source.pull_policy,
+              "generation": generation}
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def unpack_pod(plugin: PluginRef, source: ImageSource, source_hash: str, token: str,
+               config: OperatorConfig) -> dict[str, Any]:
+    """A pod that copies the plugin folder out of its image and uploads it, zipped, to the
+    operator, which then verifies it like any archive. Our static copy-tree goes first into
+    a shared volume, so the plugin's image needs no shell or tools of its own."""
+    work = "/work"
+    small = {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"memory": "256Mi"}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": naming.unpack_pod_name(plugin.name, source_hash),
+            "namespace": plugin.namespace,
+            "labels": {naming.LABEL_UNPACKS: plugin.name,
+                       naming.LABEL_COMPONENT: naming.COMPONENT_UNPACK,
+                       naming.LABEL_MANAGED_BY: naming.MANAGED_BY,
+                       naming.LABEL_NAME: "plugin-operator"},
+            "annotations": {naming.ANNOTATION_UPLOAD_TOKEN: token},
+            "ownerReferences": [plugin.owner_reference()],
+        },
+        "spec": {
+            "automountServiceAccountToken": False,
+            "enableServiceLinks": False,
+            "restartPolicy": "Never",
+            "activeDeadlineSeconds": UNPACK_DEADLINE_SECONDS,
+            "terminationGracePeriodSeconds": 5,
+            "securityContext": {"runAsNonRoot": True, "runAsUser": RUN_AS_USER,
+                                "runAsGroup": RUN_AS_USER, "fsGroup": RUN_AS_USER,
+                                "seccompProfile": {"type": "RuntimeDefault"}},
+            "initContainers": [
+                {"name": "copy-tools", "image": config.image,
+                 "imagePullPolicy": config.image_pull_policy,
+                 "command": [COPY_TREE, COPY_TREE, "/tools/copy-tree"],
+                 "securityContext": _container_security(), "resources": small,
+                 "volumeMounts": [{"name": TOOLS_VOLUME, "mountPath": "/tools"}],
+                 "terminationMessagePolicy": "FallbackToLogsOnError"},
+                {"name": "copy-plugin", "image": source.reference,
+                 "imagePullPolicy": source.pull_policy,
+                 "command": ["/tools/copy-tree", source.path, f"{work}/plugin"],
+                 "securityContext": _container_security(), "resources": small,
+                 "volumeMounts": [{"name": TOOLS_VOLUME, "mountPath": "/tools",
+                                   "readOnly": True},
+                                  {"name": WORK_VOLUME, "mountPath": work}],
+                 "terminationMessagePolicy": "FallbackToLogsOnError"},
+            ],
+            "containers": [
+                {"name": "upload-plugin", "image": config.image,
+                 "imagePullPolicy": config.image_pull_policy,
+                 "args": ["pack", f"{work}/plugin", "--upload",
+                          f"{config.artifacts_url.rstrip('/')}/uploads/{token}"],
+                 "securityContext": _container_security(), "resources": small,
+                 "volumeMounts": [{"name": WORK_VOLUME, "mountPath": work, "readOnly": True},
+                                  {"name": TMP_VOLUME, "mountPath": "/tmp"}],
+                 "terminationMessagePolicy": "FallbackToLogsOnError"},
+            ],
+            "volumes": [{"name": TOOLS_VOLUME, "emptyDir": {"sizeLimit": "16Mi"}},
+                        {"name": WORK_VOLUME, "emptyDir": {"sizeLimit": "1Gi"}},
+                        {"name": TMP_VOLUME, "emptyDir": {"sizeLimit": "64Mi"}}],
+        },
+    }

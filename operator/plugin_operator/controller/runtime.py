@@ -15,11 +15,12 @@ from typing import TypeVar
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from plugin_operator.controller.artifacts import ArtifactStore, artifact_routes
+from plugin_operator.controller.artifacts import ArtifactStore, UploadDesk, artifact_routes
 from plugin_operator.controller.backoff import Backoff
 from plugin_operator.controller.config import OperatorConfig
 from plugin_operator.controller.datasources import DataSourceKey, DataSourceService
 from plugin_operator.controller.events import EventRecorder
+from plugin_operator.controller.images import ImageUnpacker
 from plugin_operator.controller.packages import PackagePipeline
 from plugin_operator.controller.plugins import PluginKey, PluginService
 from plugin_operator.controller.sidecars import SidecarService, TargetKey
@@ -52,14 +53,18 @@ class Runtime:
         self.events = events
         self.sidecar_service = SidecarService(kube, self.config, events,
                                               on_plugin_changed=self.plugins.add)
+        desk: UploadDesk[PluginKey] = UploadDesk(on_arrival=self.plugins.add)
         self.plugin_service = PluginService(
             kube, self.config, pipeline, Backoff(self.config.backoff, time.monotonic), events,
-            sidecars=self.sidecar_service, on_target_changed=self.targets.add)
+            sidecars=self.sidecar_service, on_target_changed=self.targets.add,
+            images=ImageUnpacker(kube, self.config, store, desk))
         self.datasource_service = DataSourceService(kube, self.config, events)
         self._spawn(self.plugins, self.plugin_service.reconcile)
         self._spawn(self.datasources, self.datasource_service.reconcile)
         self._spawn(self.targets, self.sidecar_service.reconcile_target)
-        await self._serve(self.config.artifacts_port, artifact_routes(store))
+        max_upload = self.config.package_limits.max_total_bytes
+        await self._serve(self.config.artifacts_port, artifact_routes(store, desk, max_upload),
+                          client_max_size=max_upload)
         await self._serve(self.config.metrics_port, _metrics_routes())
         log.info("operator runtime started: artifacts on :%d, metrics on :%d",
                  self.config.artifacts_port, self.config.metrics_port)
@@ -69,8 +74,9 @@ class Runtime:
         for _ in range(WORKERS_PER_KIND):
             self._tasks.append(asyncio.create_task(queue.run_worker(reconcile)))
 
-    async def _serve(self, port: int, routes: web.RouteTableDef) -> None:
-        app = web.Application()
+    async def _serve(self, port: int, routes: web.RouteTableDef,
+                     client_max_size: int = 1024**2) -> None:
+        app = web.Application(client_max_size=client_max_size)
         app.add_routes(routes)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()

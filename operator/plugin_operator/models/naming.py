@@ -15,16 +15,21 @@ from plugin_operator.models.resources import GROUP
 LABEL_PLUGIN = f"{GROUP}/plugin"  # the Plugin object's name
 LABEL_PLUGIN_ID = f"{GROUP}/plugin-id"  # plugin.json id, for humans and NetworkPolicies
 LABEL_ARTIFACT = f"{GROUP}/artifact"  # first 16 hex digits of the archive's sha256
+# On the short-lived pods that copy a plugin out of its image: the Plugin's name. Never
+# LABEL_PLUGIN, which would make them look like backends to Services and the gateway.
+LABEL_UNPACKS = f"{GROUP}/unpacks"
 LABEL_COMPONENT = "app.kubernetes.io/component"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 LABEL_NAME = "app.kubernetes.io/name"
 COMPONENT_BACKEND = "plugin-backend"
+COMPONENT_UNPACK = "plugin-unpack"
 MANAGED_BY = "plugin-operator"
 
 # Annotations.
 ANNOTATION_SPEC_HASH = f"{GROUP}/spec-hash"  # what the pod was built from; a change rolls it
 ANNOTATION_SIDECARS = f"{GROUP}/sidecars"  # JSON {plugin name: grpc port} on a pod template
 ANNOTATION_RESTARTS = f"{GROUP}/restarts-seen"  # container restarts already counted
+ANNOTATION_UPLOAD_TOKEN = f"{GROUP}/upload-token"  # which upload an unpack pod makes
 
 # The ports of the host in every backend container.
 GRPC_PORT = 10000
@@ -68,6 +73,13 @@ def pod_name(plugin_name: str, spec_hash: str, ordinal: int) -> str:
     """Backend pod names are deterministic, so a restarted operator can never create twins:
     the apiserver refuses a second pod with the same name."""
     suffix = f"-{spec_hash[:10]}-{ordinal}"
+    return _bounded("", plugin_name, _DNS_LABEL_MAX - len(suffix)) + suffix
+
+
+def unpack_pod_name(plugin_name: str, source_hash: str) -> str:
+    """The pod copying a Plugin's image out: one name per image source and spec generation,
+    so a restarted operator finds the pod it made instead of starting another."""
+    suffix = f"-unpack-{source_hash[:10]}"
     return _bounded("", plugin_name, _DNS_LABEL_MAX - len(suffix)) + suffix
 
 

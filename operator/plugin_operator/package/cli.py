@@ -5,11 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 from plugin_operator.package.archive import ArchiveError, ExtractionLimits
-from plugin_operator.package.fetch import FetchError, InstalledPackage, install
+from plugin_operator.package.fetch import FetchError, InstalledPackage, install, retrying
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,17 +35,9 @@ def _install_retrying(args: argparse.Namespace, limits: ExtractionLimits) -> Ins
     # is ready for it; waiting here is quicker than the kubelet's crash-loop backoff. Short
     # attempts matter: a packet dropped by a policy not yet in place stalls a connect until
     # its timeout, and one long attempt would use up the whole retry window.
-    deadline = time.monotonic() + args.retry_seconds
-    delay = 0.5
-    while True:
-        try:
-            return install(args.source, args.dest, args.sha256, limits, timeout=args.timeout)
-        except FetchError as exc:
-            if not exc.transient or time.monotonic() + delay > deadline:
-                raise
-            print(f"retrying in {delay:g}s: {exc}", file=sys.stderr)
-            time.sleep(delay)
-            delay = min(delay * 2, 5.0)
+    return retrying(lambda: install(args.source, args.dest, args.sha256, limits,
+                                    timeout=args.timeout),
+                    args.retry_seconds, lambda line: print(line, file=sys.stderr))
 
 
 def run(args: argparse.Namespace) -> int:

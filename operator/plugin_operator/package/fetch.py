@@ -9,19 +9,21 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, TypeVar
 from urllib.parse import urlsplit
 
 from plugin_operator.package.archive import ArchiveError, ExtractionLimits, extract_archive
 
 _CHUNK = 1 << 20
 DOWNLOAD_TIMEOUT_SECONDS = 60.0
+T = TypeVar("T")
 
 
 class FetchError(ValueError):
@@ -31,6 +33,21 @@ class FetchError(ValueError):
     def __init__(self, message: str, *, transient: bool = False) -> None:
         super().__init__(message)
         self.transient = transient
+
+
+def retrying(action: Callable[[], T], seconds: float, report: Callable[[str], None]) -> T:
+    """``action()``, tried again for up to ``seconds`` while it fails transiently."""
+    deadline = time.monotonic() + seconds
+    delay = 0.5
+    while True:
+        try:
+            return action()
+        except FetchError as exc:
+            if not exc.transient or time.monotonic() + delay > deadline:
+                raise
+            report(f"retrying in {delay:g}s: {exc}")
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 @dataclass(frozen=True)
@@ -150,4 +167,4 @@ def install_bytes(data: bytes, dest: Path, sha256: str | None = None,
 
 
 __all__ = ["ArchiveError", "FetchError", "InstalledPackage", "download", "install",
-           "install_bytes"]
+           "install_bytes", "retrying"]

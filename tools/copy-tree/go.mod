@@ -1,0 +1,3 @@
+module plugin-operator.dev/tools/copy-tree
+
+go 1.22
