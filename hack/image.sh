@@ -9,6 +9,9 @@
 #   build   wheels of our package and its dependencies (pip, on the host), then docker build
 #   import  docker save | ctr import into the cluster's containerd (hack/cluster.sh up first)
 #   ref     print the image reference
+#   plugin-image DIR REF
+#           a plugin image as users make them for spec.source.image: FROM scratch, the
+#           plugin folder DIR at /plugin; built as REF and imported into the cluster
 #
 # Environment: BASE_IMAGE (skip the probe and use this base), IMAGE (the reference to build,
 # default plugin-operator.dev/plugin-operator:<version from pyproject>).
@@ -157,6 +160,18 @@ import_image() {
 }
 
 
+build_plugin_image() {
+  local dir="$1" ref="$2" context
+  [ -f "$dir/plugin.json" ] || die "$dir has no plugin.json: give the plugin's folder"
+  ensure_dockerd
+  context="$(mktemp -d)"
+  cp -a "$dir" "$context/plugin"
+  printf 'FROM scratch\nCOPY plugin /plugin\n' > "$context/Dockerfile"
+  docker build --quiet --network none -t "$ref" "$context" >/dev/null ||
+    { rm -rf "$context"; die "docker build of $ref failed"; }
+  rm -rf "$context"
+}
+
 # One build or import at a time (two e2e sessions may start together): they share
 # dist/wheels and the image tag.
 lock_image_work() {
@@ -172,5 +187,8 @@ case "${1:-all}" in
   import) import_image; echo "$IMAGE" ;;
   all) build_image; import_image; echo "$IMAGE" ;;
   ref) echo "$IMAGE" ;;
-  *) die "usage: $0 [build|import|all|base|ref]" ;;
+  plugin-image)
+    [ "$#" -eq 3 ] || die "usage: $0 plugin-image PLUGIN_DIR IMAGE_REF"
+    build_plugin_image "$2" "$3"; IMAGE="$3"; import_image; echo "$IMAGE" ;;
+  *) die "usage: $0 [build|import|all|base|ref|plugin-image DIR REF]" ;;
 esac

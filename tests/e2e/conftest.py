@@ -37,7 +37,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.e2e)
 
 
-def _run_script(*command: str) -> str:
+def run_script(*command: str) -> str:
     """Run one of our hack/ scripts; its last stdout line is its answer."""
     result = subprocess.run([str(HACK / command[0]), *command[1:]], capture_output=True,
                             text=True, timeout=5400, check=False)
@@ -50,8 +50,8 @@ def _run_script(*command: str) -> str:
 @pytest.fixture(scope="session")
 def cluster() -> Cluster:
     given = os.environ.get("PLUGIN_OPERATOR_E2E_KUBECONFIG") or os.environ.get("KUBECONFIG")
-    kubeconfig = Path(given) if given else Path(_run_script("cluster.sh", "up"))
-    kubectl = Path(_run_script("build-components.sh", "kubectl")) / "kubectl"
+    kubeconfig = Path(given) if given else Path(run_script("cluster.sh", "up"))
+    kubectl = Path(run_script("build-components.sh", "kubectl")) / "kubectl"
     context = subprocess.run(
         [str(kubectl), "--kubeconfig", str(kubeconfig), "config", "current-context"],
         capture_output=True, text=True, check=False, timeout=30,
@@ -65,10 +65,10 @@ def cluster() -> Cluster:
             returncode=2,
         )
     if context == LOCAL_CONTEXT:
-        image = _run_script("image.sh", "all")
+        image = run_script("image.sh", "all")
         hint = f"cluster logs: {LOCAL_LOGS} (hack/cluster.sh status)"
     else:
-        image = os.environ.get("PLUGIN_OPERATOR_E2E_IMAGE") or _run_script("image.sh", "ref")
+        image = os.environ.get("PLUGIN_OPERATOR_E2E_IMAGE") or run_script("image.sh", "ref")
         hint = f"cluster: context {context} of {kubeconfig}"
     return Cluster(kubeconfig=kubeconfig, kubectl_path=kubectl, image=image, logs_hint=hint,
                    local=context == LOCAL_CONTEXT)

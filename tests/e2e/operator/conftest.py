@@ -20,7 +20,8 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import REPO_ROOT, scoped_namespace
+from plugin_operator.package.archive import extract_archive
+from tests.e2e.conftest import REPO_ROOT, run_script, scoped_namespace
 from tests.e2e.install import Release, install_release
 from tests.e2e.kube import RESTRICTED_CONTAINER_SECURITY, RESTRICTED_POD_SECURITY, Cluster
 from tests.support.samples import build_sample_go, package_testdata_python, run
@@ -98,6 +99,9 @@ def helm_binary() -> Path:
     return Path(built.stdout.strip().splitlines()[-1]) / "helm"
 
 
+PLUGIN_IMAGE = "plugin-operator.dev/e2e-testdata-plugin:0.1.0"
+
+
 @pytest.fixture(scope="session")
 def plugin_namespace(cluster: Cluster) -> Iterator[str]:
     with scoped_namespace(cluster, "operator-plugins") as name:
@@ -121,6 +125,18 @@ def release(cluster: Cluster, helm_binary: Path, plugin_namespace: str,
         yield installed
     finally:
         installed.uninstall()
+
+
+@pytest.fixture(scope="session")
+def testdata_plugin_image(cluster: Cluster, signed_archives: SignedArchives,
+                          tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The signed Python sample as users ship plugins in images: FROM scratch, at /plugin."""
+    if not cluster.local:
+        pytest.skip("needs to put a plugin image on the cluster's node, which these tests "
+                    "do only on the local cluster (hack/image.sh plugin-image)")
+    folder = extract_archive(signed_archives.python_v1,
+                             tmp_path_factory.mktemp("plugin-image") / "plugin")
+    return run_script("image.sh", "plugin-image", str(folder), PLUGIN_IMAGE)
 
 
 @dataclass
@@ -218,10 +234,11 @@ def plugins(cluster: Cluster, release: Release, plugin_namespace: str) -> Iterat
 
 def plugin_manifest(name: str, *, plugin_id: str = TESTDATA_ID, version: str = "0.1.0",
                     configmap: str | None = None, url: str | None = None,
+                    image: dict[str, str] | None = None,
                     sha256: str | None = None, replicas: int = 1,
                     **spec: Any) -> dict[str, Any]:
     source: dict[str, Any] = ({"configMapRef": {"name": configmap, "key": "plugin.zip"}}
-                              if configmap else {"url": url})
+                              if configmap else {"image": image} if image else {"url": url})
     if sha256:
         source["sha256"] = sha256
     body: dict[str, Any] = {"pluginId": plugin_id, "version": version, "source": source,

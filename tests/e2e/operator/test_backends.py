@@ -166,3 +166,21 @@ def test_change_rolls_pods_one_at_a_time(
         assert status["artifact"]["sha256"] == sha256_of(signed_archives.python_v2)
     plugins.wait_for("a RollingUpdate event", lambda: any(
         e.startswith("RollingUpdate:") for e in plugins.events("rolling")))
+
+
+def test_a_plugin_delivered_as_an_image_is_unpacked_verified_and_run(
+        plugins: Plugins, testdata_plugin_image: str) -> None:
+    plugins.apply(plugin_manifest("from-image", image={"reference": testdata_plugin_image}),
+                  plugin_manifest("wrong-path", image={"reference": testdata_plugin_image,
+                                                       "path": "/nowhere"}))
+    status = plugins.wait_phase("from-image", "Running")
+    assert status["signature"]["status"] == "valid"
+    assert status["artifact"]["image"] == testdata_plugin_image
+    assert status["readyReplicas"] == 1
+    # The static copy-tree ran inside an image that has nothing else, and said what is wrong.
+    rejected = plugins.wait_phase("wrong-path", "Rejected")
+    assert rejected["message"].startswith("[imageUnpackFailed]")
+    assert "/nowhere does not exist in this image" in rejected["message"]
+    assert plugins.pods("wrong-path") == []
+    plugins.wait_for("the finished unpack pod removed", lambda: not plugins.get(
+        "pods", "-l", "plugin-operator.dev/unpacks=from-image")["items"] or None)

@@ -110,7 +110,7 @@ def test_pull_failures_wait_and_copy_failures_reject(operator: OperatorProcess) 
         {"name": "copy-plugin", "image": IMAGE, "imageID": "", "ready": False,
          "restartCount": 0, "state": {"waiting": {
              "reason": "ErrImagePull", "message": "failed to resolve reference: not found"}}}]})
-    phase, message = operator.wait_for("phase Pending", lambda: (
+    _, message = operator.wait_for("phase Pending", lambda: (
         pm := phase_and_message(operator, "unpullable"))[0] == "Pending" and pm)
     assert f"cannot pull {IMAGE}: ErrImagePull: failed to resolve reference" in message
 
@@ -122,7 +122,7 @@ def test_pull_failures_wait_and_copy_failures_reject(operator: OperatorProcess) 
              "exitCode": 1, "reason": "Error",
              "message": "copy-tree: /nowhere does not exist in this image; set "
                         "spec.source.image.path to the folder that holds plugin.json"}}}]})
-    phase, message = operator.wait_for("phase Rejected", lambda: (
+    _, message = operator.wait_for("phase Rejected", lambda: (
         pm := phase_and_message(operator, "no-such-path"))[0] == "Rejected" and pm)
     assert message.startswith("[imageUnpackFailed]")
     assert "/nowhere does not exist in this image" in message
