@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from plugin_operator.controller.artifacts import ArtifactStore
@@ -29,13 +30,16 @@ class PackageError(Exception):
 
     def __init__(self, code: str, message: str, *, retryable: bool = False,
                  signature: SignatureResult | None = None,
-                 artifact: Artifact | None = None) -> None:
+                 artifact: Artifact | None = None,
+                 origin: Mapping[str, str] | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.retryable = retryable
         self.signature = signature
         self.artifact = artifact
+        # Where the artifact came from, recorded beside it in status (an image's reference).
+        self.origin = dict(origin or {})
 
 
 class PackageInProgress(Exception):  # noqa: N818 - a state to report, not a failure

@@ -207,7 +207,14 @@ class PluginService:
         if isinstance(source, ImageSource):
             artifact = await self.images.artifact(ref, source, generation,
                                                   status.get("artifact") or {})
-            return await self.pipeline.verify(artifact, spec)
+            try:
+                return await self.pipeline.verify(artifact, spec)
+            except PackageError as exc:
+                # Remembering which image gave this archive keeps a rejected image from
+                # being unpacked again on every pass.
+                raise PackageError(exc.code, exc.message, retryable=exc.retryable,
+                                   signature=exc.signature, artifact=exc.artifact,
+                                   origin=image_origin(source)) from exc
         if (status.get("artifact") or {}).get("image") or \
                 status.get("phase") == Phase.VERIFYING:
             await self.images.forget(ref)  # it came, or was coming, from an image
@@ -410,7 +417,7 @@ class PluginService:
                                        "keyId": signature.key_id or "", "errorCode": code}
         if error is not None and error.artifact is not None:
             new_status["artifact"] = {"sha256": error.artifact.sha256,
-                                      "size": error.artifact.size}
+                                      "size": error.artifact.size, **error.origin}
         if status.get("phase") != Phase.REJECTED or status.get("message") != \
                 new_status["message"]:
             self.events.emit(obj, "Warning", "Rejected", f"[{code}] {message}")

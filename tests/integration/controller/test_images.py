@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -153,3 +154,26 @@ def test_a_restarted_operator_replaces_unpack_pods_it_cannot_hear_from(
                            capture_output=True, text=True, timeout=60, check=False)
     assert fresh.returncode == 0, fresh.stderr
     operator.wait_for("a backend pod", lambda: operator.pods("restarted"))
+
+
+def test_a_rejected_image_is_not_unpacked_again(
+        operator: OperatorProcess, signed_testdata_python: SignedSample,
+        tmp_path: Path) -> None:
+    operator.apply(image_plugin("modified"))
+    pod = the_unpack_pod(operator, "modified")
+    folder = extract_archive(signed_testdata_python.archive, tmp_path / "plugin")
+    (folder / "plugin.json").write_text((folder / "plugin.json").read_text() + "\n")
+    packed = subprocess.run([str(CLI), "pack", str(folder), "--upload", upload_url(pod)],
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert packed.returncode == 0, packed.stderr
+    _, message = operator.wait_for("phase Rejected", lambda: (
+        pm := phase_and_message(operator, "modified"))[0] == "Rejected" and pm)
+    assert message.startswith("[signatureModified]")
+    assert operator.status("plugin", "modified")["artifact"]["image"] == IMAGE
+    operator.wait_for("the unpack pod removed", lambda: not unpack_pods(operator, "modified"))
+    # Passes after the rejection (the pod's deletion, a touch of the Plugin) reuse the
+    # recorded archive instead of starting another unpack.
+    operator.kubectl("annotate", "plugin", "modified", "touched=1")
+    time.sleep(3)
+    assert not unpack_pods(operator, "modified")
+    assert phase_and_message(operator, "modified")[0] == "Rejected"
