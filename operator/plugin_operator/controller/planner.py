@@ -19,6 +19,7 @@ from plugin_operator.models import naming
 # How long a pod may stay in Terminating past its grace period before we force it; a pod
 # on a lost node never finishes on its own, and its name blocks the replacement.
 STUCK_TERMINATING_SECONDS = 30.0
+INIT_FAILURES_TO_REPLACE = 1
 
 
 def parse_time(text: str | None) -> datetime | None:
@@ -50,6 +51,8 @@ class ObservedPod:
     reason: str  # the pod's own reason, e.g. Evicted
     last_termination: Termination | None
     waiting_reason: str = ""
+    init_failures: int = 0  # times the init step (the archive fetch) failed in this pod
+    init_termination: Termination | None = None
 
     @property
     def terminal(self) -> bool:
@@ -85,6 +88,9 @@ def observe_pod(pod: Mapping[str, Any]) -> ObservedPod:
     # A running container's crash is in lastState; a pod that failed for good has it in state.
     termination = _termination(container.get("state")) or _termination(
         container.get("lastState"))
+    fetch: Mapping[str, Any] = next((c for c in status.get("initContainerStatuses") or []
+                                     if c.get("name") == naming.FETCH_CONTAINER), {})
+    init_termination = _termination(fetch.get("lastState")) or _termination(fetch.get("state"))
     return ObservedPod(
         name=name,
         uid=str(metadata.get("uid", "")),
@@ -102,6 +108,8 @@ def observe_pod(pod: Mapping[str, Any]) -> ObservedPod:
         last_termination=termination,
         waiting_reason=str(((container.get("state") or {}).get("waiting") or {})
                            .get("reason", "")),
+        init_failures=int(fetch.get("restartCount", 0)),
+        init_termination=init_termination,
     )
 
 
@@ -138,6 +146,11 @@ def plan_pods(replicas: int, wanted_hash: str, pods: Sequence[ObservedPod], now:
     deletions: list[Deletion] = []
     for pod in pods:
         if pod.terminal:
+            deletions.append(Deletion(pod, DeleteReason.FAILED, force=True))
+        elif pod.deleting_since is None and pod.init_failures >= INIT_FAILURES_TO_REPLACE:
+            # The fetch already retried for a minute inside the pod: what fails is this
+            # pod's network (a sandbox whose DNS or policy never came right), which a new
+            # pod, with a new address, does not inherit. The kubelet would only retry it.
             deletions.append(Deletion(pod, DeleteReason.FAILED, force=True))
         elif pod.deleting_since is not None:
             overdue = (now - pod.deleting_since).total_seconds()

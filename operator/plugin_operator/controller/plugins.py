@@ -264,6 +264,11 @@ class PluginService:
                 delay = self.backoff.record_failure(str(key))
                 metrics.BACKEND_RESTARTS.labels(key.namespace, key.name).inc()
                 why = deletion.pod.reason or deletion.pod.phase
+                if deletion.pod.init_failures and not deletion.pod.terminal:
+                    fetch_failure = deletion.pod.init_termination
+                    why = "its init step could not fetch the plugin" + (
+                        f": {fetch_failure.message.splitlines()[-1]}"
+                        if fetch_failure and fetch_failure.message else "")
                 self.events.emit(obj, "Warning", "BackendReplaced",
                                  f"pod {deletion.pod.name} failed ({why}); a new pod follows "
                                  f"in {delay:.0f}s")

@@ -114,3 +114,33 @@ def test_observe_pod_reads_the_kubelets_report() -> None:
     assert observed.waiting_reason == "CrashLoopBackOff"
     assert observed.last_termination == Termination(
         2, "Error", "boom", datetime(2026, 11, 20, 11, 2, tzinfo=UTC))
+
+
+def test_a_pod_whose_fetch_failed_is_replaced_not_left_to_the_kubelet() -> None:
+    observed = observe_pod({
+        "metadata": {"name": "x-abcdef0123-1", "uid": "u",
+                     "annotations": {"plugin-operator.dev/spec-hash": "h1"}},
+        "status": {"phase": "Pending", "initContainerStatuses": [{
+            "name": "fetch-plugin", "restartCount": 1,
+            "state": {"running": {}},
+            "lastState": {"terminated": {"exitCode": 1, "reason": "Error",
+                                         "message": "error: Temporary failure in name "
+                                                    "resolution\n"}}}]},
+    })
+    assert observed.init_failures == 1
+    assert observed.init_termination is not None
+    assert observed.init_termination.message.endswith("name resolution")
+    plan = plan_pods(2, "h1", [pod(0), observed], NOW)
+    assert [(d.pod.name, d.reason, d.force) for d in plan.delete] == [
+        ("x-abcdef0123-1", DeleteReason.FAILED, True)]
+    assert plan.create == ()  # its name is free once it is gone
+
+
+def test_a_pod_still_fetching_for_the_first_time_is_left_alone() -> None:
+    fetching = observe_pod({
+        "metadata": {"name": "x-abcdef0123-0", "uid": "u",
+                     "annotations": {"plugin-operator.dev/spec-hash": "h1"}},
+        "status": {"phase": "Pending", "initContainerStatuses": [{
+            "name": "fetch-plugin", "restartCount": 0, "state": {"running": {}}}]},
+    })
+    assert plan_pods(1, "h1", [fetching], NOW).delete == ()
