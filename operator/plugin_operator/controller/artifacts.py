@@ -133,7 +133,8 @@ def artifact_routes(store: ArtifactStore, desk: UploadDesk[Any] | None = None,
                                                 actual_size=request.content_length)
         data = await request.read()
         digest, size = store.put_bytes(data)
-        desk.receive(token, Upload(digest, size))
+        if not desk.receive(token, Upload(digest, size)):  # another upload won meanwhile
+            raise web.HTTPForbidden(text="this upload token was used already\n")
         return web.Response(status=201, text=f"stored as {digest}\n")
 
     return routes

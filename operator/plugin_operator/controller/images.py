@@ -95,7 +95,8 @@ class ImageUnpacker:
         if (sha256 and {k: recorded.get(k) for k in ("image", "imagePath")} ==
                 image_origin(source) and self.store.has(sha256)):
             return Artifact(sha256, self.store.size(sha256))
-        name = naming.unpack_pod_name(plugin.name, image_source_hash(source, generation))
+        source_hash = image_source_hash(source, generation)
+        name = naming.unpack_pod_name(plugin.name, source_hash)
         await self._delete_others(plugin, keep=name)
         pod = await self.kube.get_or_none(core_path(plugin.namespace, "pods", name))
         where = f"image {source.reference} (pod {name})"
@@ -103,8 +104,8 @@ class ImageUnpacker:
             token = self.desk.expect(ObjectRef(plugin.namespace, plugin.name))
             try:
                 await self.kube.create(core_path(plugin.namespace, "pods"),
-                                       unpack_pod(plugin, source, image_source_hash(
-                                           source, generation), token, self.config))
+                                       unpack_pod(plugin, source, source_hash, token,
+                                                  self.config))
             except ConflictError:
                 self.desk.close(token)  # another pass made it a moment ago
             raise PackageInProgress(f"copying the plugin out of {where}")

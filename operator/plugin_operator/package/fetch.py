@@ -84,22 +84,32 @@ def _copy_hashing(source: IO[bytes], target: IO[bytes], max_bytes: int,
     return digest.hexdigest(), size
 
 
+def open_url(request: urllib.request.Request, timeout: float, what: str) -> IO[bytes]:
+    """``urlopen``, its failures as FetchError: refusals (4xx) are final, and no route, DNS,
+    timeouts and server errors ``transient``. A server's plain-text reason is quoted."""
+    try:
+        response: IO[bytes] = urllib.request.urlopen(request, timeout=timeout)
+    except urllib.error.HTTPError as exc:
+        detail = ""
+        if exc.headers.get_content_type() == "text/plain":
+            detail = exc.read(2000).decode("utf-8", errors="replace").strip()
+        raise FetchError(f"{what} failed: HTTP {exc.code} {exc.reason}"
+                         + (f": {detail}" if detail else ""),
+                         transient=exc.code >= 500) from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise FetchError(f"{what} failed: {reason}", transient=True) from None
+    return response
+
+
 def _open_source(source: str, timeout: float) -> IO[bytes]:
     if not is_url(source):
         try:
             return Path(source).open("rb")
         except OSError as exc:
             raise FetchError(f"cannot read {source}: {exc.strerror}") from None
-    request = urllib.request.Request(source, headers={"User-Agent": "plugin-operator"})
-    try:
-        response: IO[bytes] = urllib.request.urlopen(request, timeout=timeout)
-    except urllib.error.HTTPError as exc:
-        raise FetchError(f"downloading {source} failed: HTTP {exc.code} {exc.reason}",
-                         transient=exc.code >= 500) from None
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise FetchError(f"downloading {source} failed: {reason}", transient=True) from None
-    return response
+    return open_url(urllib.request.Request(source, headers={"User-Agent": "plugin-operator"}),
+                    timeout, f"downloading {source}")
 
 
 @contextmanager
@@ -167,4 +177,4 @@ def install_bytes(data: bytes, dest: Path, sha256: str | None = None,
 
 
 __all__ = ["ArchiveError", "FetchError", "InstalledPackage", "download", "install",
-           "install_bytes", "retrying"]
+           "install_bytes", "open_url", "retrying"]

@@ -11,13 +11,12 @@ from __future__ import annotations
 import io
 import os
 import stat
-import urllib.error
 import urllib.request
 import zipfile
 from pathlib import Path
 
 from plugin_operator.package.archive import ExtractionLimits
-from plugin_operator.package.fetch import FetchError
+from plugin_operator.package.fetch import open_url
 from plugin_operator.package.plugin_json import PluginJsonError, load_plugin_json
 
 _EPOCH = (1980, 1, 1, 0, 0, 0)
@@ -82,13 +81,5 @@ def upload(data: bytes, url: str, timeout: float) -> str:
     unreachable servers and server errors are ``transient``."""
     request = urllib.request.Request(url, data=data, method="PUT", headers={
         "Content-Type": "application/zip", "User-Agent": "plugin-operator"})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return bytes(response.read()).decode("utf-8", errors="replace").strip()
-    except urllib.error.HTTPError as exc:
-        detail = exc.read().decode("utf-8", errors="replace").strip()
-        raise FetchError(f"uploading to {url} failed: HTTP {exc.code}: {detail or exc.reason}",
-                         transient=exc.code >= 500) from None
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise FetchError(f"uploading to {url} failed: {reason}", transient=True) from None
+    with open_url(request, timeout, f"uploading to {url}") as response:
+        return bytes(response.read()).decode("utf-8", errors="replace").strip()

@@ -32,6 +32,7 @@ LABEL_PLUGIN = "plugin-operator.dev/plugin"
 API_VERSION = "plugin-operator.dev/v1alpha1"
 ARCHIVE_SERVER = "archives"
 ARCHIVE_PORT = 8080
+PLUGIN_IMAGE = "plugin-operator.dev/e2e-testdata-plugin:0.1.0"  # FROM scratch, see below
 
 # Runs in a backend container: SIGKILL the plugin's process (not the host that supervises it).
 KILL_PLUGIN = """
@@ -97,9 +98,6 @@ def helm_binary() -> Path:
                            capture_output=True, text=True, check=False, timeout=1800)
     assert built.returncode == 0, f"hack/build-components.sh helm failed:\n{built.stderr}"
     return Path(built.stdout.strip().splitlines()[-1]) / "helm"
-
-
-PLUGIN_IMAGE = "plugin-operator.dev/e2e-testdata-plugin:0.1.0"
 
 
 @pytest.fixture(scope="session")
