@@ -7,16 +7,16 @@ serves the whole cluster, into Roles in each plugin namespace otherwise.
 # Reconcile Plugins and DataSourceInstances: kopf watches them and patches its finalizer and
 # bookkeeping annotations onto them.
 - apiGroups: [plugin-operator.dev]
-  resources: [plugins, datasourceinstances]
+  resources: [plugins, datasourceinstances, grafanaattachments]
   verbs: [get, list, watch, patch, update]
 # Report phase, conditions, health and failures.
 - apiGroups: [plugin-operator.dev]
-  resources: [plugins/status, datasourceinstances/status]
+  resources: [plugins/status, datasourceinstances/status, grafanaattachments/status]
   verbs: [get, patch, update]
 # Backend pods carry an owner reference with blockOwnerDeletion to their Plugin, which the
 # OwnerReferencesPermissionEnforcement admission plugin allows only with this.
 - apiGroups: [plugin-operator.dev]
-  resources: [plugins/finalizers, datasourceinstances/finalizers]
+  resources: [plugins/finalizers, datasourceinstances/finalizers, grafanaattachments/finalizers]
   verbs: [update]
 # Backend pods: created and replaced by the operator itself (no ReplicaSet); it watches them
 # through the rule on pods below, and patches an annotation onto a pod to remember which of
@@ -33,13 +33,23 @@ serves the whole cluster, into Roles in each plugin namespace otherwise.
 - apiGroups: [""]
   resources: [configmaps, secrets]
   verbs: [get, list, watch]
+# GrafanaAttachments: the datasource provisioning file for an attached Grafana (secure values
+# only as references to the Secrets, never copied), and the NetworkPolicy that lets the
+# attached Grafana's pods reach the attach port of its plugins' backends.
+- apiGroups: [""]
+  resources: [configmaps]
+  verbs: [create, patch, delete]
+- apiGroups: [networking.k8s.io]
+  resources: [networkpolicies]
+  verbs: [get, create, patch, delete]
 {{ include "po.operatorWorkloadRules" . }}
 {{- end -}}
 
 {{- define "po.operatorWorkloadRules" -}}
 # Sidecar mode: the operator adds backend containers to the target workload's pod template
 # with server-side apply (its own field manager), after listing the sidecar Plugins that
-# target the same workload.
+# target the same workload. GrafanaAttachments add their init containers, mounts and
+# environment to the attached Grafana workload the same way, under a field manager of theirs.
 - apiGroups: [plugin-operator.dev]
   resources: [plugins]
   verbs: [get, list, watch]

@@ -14,11 +14,13 @@ from typing import Any
 
 import kopf
 
+from plugin_operator.controller.attachments import AttachmentKey
 from plugin_operator.controller.datasources import DataSourceKey
 from plugin_operator.controller.plugins import PluginKey
 from plugin_operator.controller.references import ReferenceIndex
 from plugin_operator.controller.runtime import Runtime
 from plugin_operator.models import naming
+from plugin_operator.models.attachment import ATTACHMENT_PLURAL
 from plugin_operator.models.resources import (
     DATASOURCE_PLURAL,
     GROUP,
@@ -72,6 +74,14 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
         await runtime.stop()
 
     references = ReferenceIndex()
+    # namespace -> attachment name -> the Plugin names it lists: a Plugin's change (a new
+    # version verified, a sidecar placed) brings back the attachments that list it.
+    attachments: dict[str, dict[str, frozenset[str]]] = {}
+
+    def requeue_attachments(namespace: str, plugin: str | None = None) -> None:
+        for name, plugins in attachments.get(namespace, {}).items():
+            if plugin is None or plugin in plugins:
+                runtime.attachments.add(AttachmentKey(namespace, name))
     # What DataSourceInstances read from their Plugin, per Plugin, to pass on only the
     # events that change it (a Plugin's status is written several times while it starts).
     plugin_facts: dict[tuple[str, str], tuple[Any, ...]] = {}
@@ -107,6 +117,7 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
             return
         else:
             plugin_facts[(namespace, name)] = facts
+        requeue_attachments(namespace, name)
         for datasource in references.referrers(namespace, "Plugin", name):
             runtime.datasources.add(DataSourceKey(namespace, datasource))
 
@@ -127,9 +138,24 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
         references.update(namespace, name, None if gone else event["spec"])
         if spec_changed("DataSourceInstance", event):
             runtime.datasources.add(DataSourceKey(namespace, name))
+            requeue_attachments(namespace)
+
+    @kopf.on.event(GROUP, VERSION, ATTACHMENT_PLURAL, registry=registry)
+    def attachment_changed(**event: Any) -> None:
+        namespace, name = event["namespace"], event["name"]
+        listed = attachments.setdefault(namespace, {})
+        if event["type"] == "DELETED":
+            listed.pop(name, None)
+        else:
+            listed[name] = frozenset(str(p.get("name")) for p in
+                                     (event["spec"].get("plugins") or [])
+                                     if isinstance(p, dict))
+        if spec_changed("GrafanaAttachment", event):
+            runtime.attachments.add(AttachmentKey(namespace, name))
 
     @kopf.on.event("", "v1", "secrets", registry=registry)
     def secret_changed(**event: Any) -> None:
         namespace = event["namespace"]
         for datasource in references.referrers(namespace, "Secret", event["name"]):
             runtime.datasources.add(DataSourceKey(namespace, datasource))
+            requeue_attachments(namespace)

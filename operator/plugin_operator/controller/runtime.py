@@ -16,6 +16,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from plugin_operator.controller.artifacts import ArtifactStore, UploadDesk, artifact_routes
+from plugin_operator.controller.attachments import AttachmentKey, AttachmentService
 from plugin_operator.controller.backoff import Backoff
 from plugin_operator.controller.config import OperatorConfig
 from plugin_operator.controller.datasources import DataSourceKey, DataSourceService
@@ -41,6 +42,7 @@ class Runtime:
         self.plugins: WorkQueue[PluginKey] = WorkQueue()
         self.datasources: WorkQueue[DataSourceKey] = WorkQueue()
         self.targets: WorkQueue[TargetKey] = WorkQueue()
+        self.attachments: WorkQueue[AttachmentKey] = WorkQueue()
         self._tasks: list[asyncio.Task[None]] = []
         self._runners: list[web.AppRunner] = []
         self._api: KubeApi | None = None
@@ -62,6 +64,8 @@ class Runtime:
         self._spawn(self.plugins, self.plugin_service.reconcile)
         self._spawn(self.datasources, self.datasource_service.reconcile)
         self._spawn(self.targets, self.sidecar_service.reconcile_target)
+        self.attachment_service = AttachmentService(kube, self.config, events)
+        self._spawn(self.attachments, self.attachment_service.reconcile)
         max_upload = self.config.package_limits.max_total_bytes
         await self._serve(self.config.artifacts_port, artifact_routes(store, desk, max_upload),
                           client_max_size=max_upload)
@@ -88,7 +92,7 @@ class Runtime:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        for queue in (self.plugins, self.datasources, self.targets):
+        for queue in (self.plugins, self.datasources, self.targets, self.attachments):
             queue.close()
         for runner in self._runners:
             await runner.cleanup()

@@ -25,6 +25,13 @@ VALID_PLUGIN: dict[str, Any] = {
         "source": {"url": "https://plugins.example.com/example-1.2.3.zip", "sha256": "a" * 64},
     },
 }
+VALID_ATTACHMENT: dict[str, Any] = {
+    "apiVersion": GROUP_VERSION,
+    "kind": "GrafanaAttachment",
+    "metadata": {"name": "a"},
+    "spec": {"workloadRef": {"kind": "Deployment", "name": "grafana"},
+             "plugins": [{"name": "p"}]},
+}
 VALID_DATASOURCE: dict[str, Any] = {
     "apiVersion": GROUP_VERSION,
     "kind": "DataSourceInstance",
@@ -103,6 +110,17 @@ INVALID_OBJECTS = [
         "interval": "often"}), "must be a duration between 5s and 24h"),
     ("basicAuthUser without basicAuth", _with(VALID_DATASOURCE, "spec.basicAuthUser", "bob"),
      "basicAuthUser is only used with basicAuth: true"),
+    ("attachment to a DaemonSet", _with(VALID_ATTACHMENT, "spec.workloadRef.kind", "DaemonSet"),
+     'supported values: "Deployment", "StatefulSet"'),
+    ("attachment workload name", _with(VALID_ATTACHMENT, "spec.workloadRef.name", "Graf ana"),
+     "spec.workloadRef.name must be a valid workload name"),
+    ("attachment plugin listed twice", _with(VALID_ATTACHMENT, "spec.plugins",
+                                             [{"name": "p"}, {"name": "p"}]),
+     "Duplicate value"),
+    ("attachment relative plugins path", _with(VALID_ATTACHMENT, "spec.pluginsPath", "plugins"),
+     "spec.pluginsPath must be an absolute path"),
+    ("attachment without plugins", _with(VALID_ATTACHMENT, "spec.plugins", ...),
+     "spec.plugins: Required value"),
 ]
 
 
@@ -113,7 +131,8 @@ def _apply(plane: ControlPlane, namespace: str, obj: dict[str, Any]) -> tuple[in
 
 
 def test_crds_are_established(crds: ControlPlane) -> None:
-    for name in ("plugins.plugin-operator.dev", "datasourceinstances.plugin-operator.dev"):
+    for name in ("plugins.plugin-operator.dev", "datasourceinstances.plugin-operator.dev",
+                 "grafanaattachments.plugin-operator.dev"):
         crd = crds.get_json("crd", name)
         conditions = {c["type"]: c["status"] for c in crd["status"]["conditions"]}  # type: ignore[index]
         assert conditions["Established"] == "True"
@@ -130,7 +149,7 @@ def test_every_example_applies(crds: ControlPlane, namespace: str, example: Path
 
 
 def test_valid_objects_are_accepted(crds: ControlPlane, namespace: str) -> None:
-    for obj in (VALID_PLUGIN, VALID_DATASOURCE):
+    for obj in (VALID_PLUGIN, VALID_DATASOURCE, VALID_ATTACHMENT):
         code, stderr = _apply(crds, namespace, obj)
         assert code == 0, stderr
 

@@ -31,9 +31,10 @@ def _fields(schema: dict[str, Any], path: str = "") -> Iterator[tuple[str, dict[
         yield from _fields(schema["items"], f"{path}[]")
 
 
-def test_there_are_two_crds() -> None:
+def test_there_are_three_crds() -> None:
     names = sorted(yaml.safe_load(p.read_text())["metadata"]["name"] for p in CRD_FILES)
-    assert names == ["datasourceinstances.plugin-operator.dev", "plugins.plugin-operator.dev"]
+    assert names == ["datasourceinstances.plugin-operator.dev",
+                     "grafanaattachments.plugin-operator.dev", "plugins.plugin-operator.dev"]
 
 
 @pytest.mark.parametrize("path", CRD_FILES, ids=lambda p: p.name)
