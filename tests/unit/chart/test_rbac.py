@@ -47,9 +47,15 @@ OPERATOR_NEEDS = [
     ("", "configmaps", "watch"), ("", "secrets", "get"),
     ("apps", "deployments", "patch"), ("apps", "statefulsets", "patch"),
     ("apps", "daemonsets", "patch"),
+    # GrafanaAttachments: their status, the provisioning file and the NetworkPolicy.
+    (GROUP, "grafanaattachments", "watch"), (GROUP, "grafanaattachments/status", "patch"),
+    ("", "configmaps", "patch"), ("", "configmaps", "delete"),
+    ("networking.k8s.io", "networkpolicies", "patch"),
+    ("networking.k8s.io", "networkpolicies", "delete"),
 ]
 OPERATOR_MUST_NOT = [
-    ("", "secrets", "create"), ("", "secrets", "update"), ("", "configmaps", "patch"),
+    ("", "secrets", "create"), ("", "secrets", "update"), ("", "configmaps", "update"),
+    ("networking.k8s.io", "networkpolicies", "update"),
     ("apps", "deployments", "create"), ("apps", "deployments", "delete"),
     (GROUP, "plugins", "create"), (GROUP, "plugins", "delete"), ("", "pods/exec", "create"),
 ]
