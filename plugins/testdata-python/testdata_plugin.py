@@ -3,7 +3,8 @@
 Queries (``queryType`` or the model's ``scenario``): ``random_walk`` (seriesCount series),
 ``table`` (every field type, nulls, NaN/Inf), ``error`` (a downstream error), ``slow``
 (sleeps ``seconds``, stops when the call is cancelled) and ``chatty`` (prints ``megabytes``
-of output to stdout and stderr). Resources: ``json``, ``stream`` (several chunks), ``echo``.
+of output to stdout and stderr). Resources: ``json``, ``stream`` (several chunks), ``echo``,
+``whoami`` (the serving process's pid and host name).
 Health needs ``jsonData.endpoint`` and the secure ``apiKey``. RunStream emits counter
 frames. The ``crash_after_queries`` setting (GF_PLUGIN_CRASH_AFTER_QUERIES, or jsonData
 ``crashAfterQueries``) makes the process exit with status 3 after that many queries.
@@ -17,6 +18,7 @@ import logging
 import math
 import os
 import random
+import socket
 import sys
 from collections.abc import AsyncIterator
 from typing import Any
@@ -102,6 +104,7 @@ class Datasource:
         INSTANCES.inc()
         self.settings = ctx.datasource_instance_settings
         self.crash_after = _crash_after(ctx)
+        log.info("instance created", extra={"uid": self.settings.uid if self.settings else ""})
 
     def _count_query(self) -> None:
         global _queries_served
@@ -162,6 +165,10 @@ class Datasource:
             for index in range(1, 4):
                 await asyncio.sleep(0)
                 yield CallResourceResponse(body=f"chunk-{index}\n".encode())
+        elif request.path == "whoami":
+            # Which process answered: tells a locator test the remote server did.
+            yield CallResourceResponse.json({"pid": os.getpid(),
+                                             "hostname": socket.gethostname()})
         elif request.path == "echo":
             yield CallResourceResponse.json({"method": request.method, "url": request.url,
                                              "body": request.body.decode(errors="replace")})

@@ -29,9 +29,10 @@ def package_testdata_python(work: Path) -> Path:
     return Path(packaged.stdout.strip().splitlines()[-1])
 
 
-def build_sample_go() -> dict[str, Path]:
-    """plugins/sample-go and the Go test tools, built (or taken from the cache)."""
-    built = run(REPO_ROOT / "hack" / "build-sample-go.sh", "sample-go")
+def build_sample_go(*targets: str) -> dict[str, Path]:
+    """plugins/sample-go (and with ``"compat-go"`` the Go test tools, static binaries such as
+    GRAFANA_CLIENT), built or taken from the cache."""
+    built = run(REPO_ROOT / "hack" / "build-sample-go.sh", *(targets or ("sample-go",)))
     assert built.returncode == 0, f"hack/build-sample-go.sh failed:\n{built.stderr}"
     return {k: Path(v) for k, v in (line.split("=", 1) for line in built.stdout.splitlines()
                                     if "=" in line)}

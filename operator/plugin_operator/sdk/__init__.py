@@ -1,7 +1,9 @@
 """The Python plugin SDK: write Grafana backend plugins that speak Grafana's protocol.
 
 A plugin implements any of the handler interfaces (on one object, or per datasource
-instance through :class:`InstanceManagedHandlers`) and calls :func:`serve`.
+instance through :class:`InstanceManagedHandlers`) and calls :func:`serve`. Like the Go
+SDK's ``Manage``, :func:`serve` only points Grafana at another server when
+``GF_PLUGIN_GRPC_ADDRESS_<ID>`` holds an address (:mod:`plugin_operator.sdk.locator`).
 """
 
 from plugin_operator.protocol.errors import DownstreamError, PluginError

@@ -3,6 +3,8 @@
 Checks the magic cookie, negotiates the protocol version, listens on a unix socket (or
 TCP), registers pluginv2 plus go-plugin's health/controller/stdio services, prints the
 handshake line, and serves until Grafana calls Shutdown or the process gets SIGTERM.
+With ``GF_PLUGIN_GRPC_ADDRESS_<ID>`` set, ``serve()`` only points Grafana elsewhere
+(:mod:`plugin_operator.sdk.locator`).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from plugin_operator.protocol.stubs import (
     health_pb2_grpc,
 )
 from plugin_operator.sdk.handlers import StreamHandler
+from plugin_operator.sdk.locator import locator_address, plugin_id_near, run_locator
 from plugin_operator.sdk.log import configure_logging
 from plugin_operator.sdk.servicers import (
     DataServicer,
@@ -203,7 +206,16 @@ async def serve_async(handlers: object, *, registry: CollectorRegistry = REGISTR
 
 
 def serve(handlers: object, *, registry: CollectorRegistry = REGISTRY,
-          log_level: int = logging.INFO) -> None:
-    """Run a plugin process: logs as hclog JSON on stderr, then serve until told to stop."""
+          log_level: int = logging.INFO, plugin_id: str | None = None) -> None:
+    """Run a plugin process: logs as hclog JSON on stderr, then serve until told to stop.
+
+    Like the Go SDK's ``Manage``, a non-empty ``GF_PLUGIN_GRPC_ADDRESS_<ID>`` turns the
+    process into a locator for a plugin server elsewhere (see :mod:`.locator`) instead.
+    ``plugin_id`` defaults to the id in the plugin.json beside the launched executable.
+    """
     configure_logging(log_level)
+    plugin_id = plugin_id or plugin_id_near(sys.argv[0])
+    address = locator_address(plugin_id, os.environ) if plugin_id else None
+    if address is not None:
+        sys.exit(run_locator(address))
     sys.exit(asyncio.run(serve_async(handlers, registry=registry)))

@@ -13,6 +13,8 @@ import (
 	"github.com/grafana/grafana-plugin-sdk-go/data"
 	"github.com/grafana/grafana-plugin-sdk-go/genproto/pluginv2"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 )
 
@@ -30,6 +32,11 @@ type Result struct {
 	Metrics   string                   `json:"metrics,omitempty"`
 	Data      json.RawMessage          `json:"data,omitempty"`
 	Packets   []FrameSummary           `json:"packets,omitempty"`
+	// Peer is the address that answered (only with --peers, or in repeat mode's counts).
+	Peer string `json:"peer,omitempty"`
+	// AnsweredBy is the value of the call's answeredBy key in the reply (health details or a
+	// JSON resource body), when the plan asks for it.
+	AnsweredBy string `json:"answeredBy,omitempty"`
 }
 
 // RPCError is a failed gRPC call as Grafana sees it.
@@ -77,6 +84,8 @@ func (s *session) run(ctx context.Context, c Call) Result {
 	}
 	var r Result
 	var err error
+	var answered peer.Peer
+	s.opts = []grpc.CallOption{grpc.Peer(&answered)}
 	switch c.Call {
 	case "health":
 		r, err = s.health(ctx, c)
@@ -97,7 +106,35 @@ func (s *session) run(ctx context.Context, c Call) Result {
 	if err != nil {
 		r.Error = rpcError(err)
 	}
+	if answered.Addr != nil {
+		r.Peer = answered.Addr.String()
+	}
+	if c.AnsweredBy != "" {
+		r.AnsweredBy = answeredBy(r, c.AnsweredBy)
+	}
 	return r
+}
+
+// answeredBy reads key from the JSON object a health check (details) or a resource call
+// (body) returned; "" when there is none.
+func answeredBy(r Result, key string) string {
+	raw := []byte(r.Details)
+	if r.Call == "resource" {
+		raw = []byte(r.Body)
+	}
+	var object map[string]json.RawMessage
+	if json.Unmarshal(raw, &object) != nil {
+		return ""
+	}
+	value, ok := object[key]
+	if !ok {
+		return ""
+	}
+	var text string
+	if json.Unmarshal(value, &text) == nil {
+		return text
+	}
+	return string(value)
 }
 
 // rpcError keeps what Grafana keeps of a failed call: code, message and errorSource.
@@ -118,6 +155,8 @@ func rpcError(err error) *RPCError {
 type session struct {
 	*connection
 	plan *Plan
+	// opts go with every RPC of the current call (they record the answering peer).
+	opts []grpc.CallOption
 }
 
 func (s *session) health(ctx context.Context, c Call) (Result, error) {
@@ -125,7 +164,7 @@ func (s *session) health(ctx context.Context, c Call) (Result, error) {
 		PluginContext: backend.ToProto().PluginContext(s.plan.pluginContext(c)),
 		Headers:       map[string]string{},
 	}
-	resp, err := s.diagnostics.CheckHealth(ctx, req)
+	resp, err := s.diagnostics.CheckHealth(ctx, req, s.opts...)
 	if err != nil {
 		return Result{}, err
 	}
@@ -153,7 +192,7 @@ func (s *session) query(ctx context.Context, c Call) (Result, error) {
 		}
 		req.Queries = append(req.Queries, q)
 	}
-	protoResp, err := s.data.QueryData(ctx, backend.ToProto().QueryDataRequest(req))
+	protoResp, err := s.data.QueryData(ctx, backend.ToProto().QueryDataRequest(req), s.opts...)
 	if err != nil {
 		return Result{}, err
 	}
@@ -229,7 +268,7 @@ func (s *session) callResource(ctx context.Context, c Call) (Result, error) {
 	if rawQuery == "" {
 		req.URL = req.Path
 	}
-	stream, err := s.resource.CallResource(ctx, backend.ToProto().CallResourceRequest(req))
+	stream, err := s.resource.CallResource(ctx, backend.ToProto().CallResourceRequest(req), s.opts...)
 	if err != nil {
 		return Result{}, err
 	}
@@ -258,7 +297,7 @@ func (s *session) callResource(ctx context.Context, c Call) (Result, error) {
 
 func (s *session) metrics(ctx context.Context) (Result, error) {
 	req := &backend.CollectMetricsRequest{PluginContext: backend.PluginContext{PluginID: s.plan.PluginID}}
-	resp, err := s.diagnostics.CollectMetrics(ctx, backend.ToProto().CollectMetricsRequest(req))
+	resp, err := s.diagnostics.CollectMetrics(ctx, backend.ToProto().CollectMetricsRequest(req), s.opts...)
 	if err != nil {
 		return Result{}, err
 	}
@@ -267,7 +306,7 @@ func (s *session) metrics(ctx context.Context) (Result, error) {
 
 func (s *session) subscribe(ctx context.Context, c Call) (Result, error) {
 	req := &backend.SubscribeStreamRequest{PluginContext: s.plan.pluginContext(c), Path: c.Path, Data: c.Data}
-	resp, err := s.stream.SubscribeStream(ctx, backend.ToProto().SubscribeStreamRequest(req))
+	resp, err := s.stream.SubscribeStream(ctx, backend.ToProto().SubscribeStreamRequest(req), s.opts...)
 	if err != nil {
 		return Result{}, err
 	}
@@ -276,7 +315,7 @@ func (s *session) subscribe(ctx context.Context, c Call) (Result, error) {
 
 func (s *session) publish(ctx context.Context, c Call) (Result, error) {
 	req := &backend.PublishStreamRequest{PluginContext: s.plan.pluginContext(c), Path: c.Path, Data: c.Data}
-	resp, err := s.stream.PublishStream(ctx, backend.ToProto().PublishStreamRequest(req))
+	resp, err := s.stream.PublishStream(ctx, backend.ToProto().PublishStreamRequest(req), s.opts...)
 	if err != nil {
 		return Result{}, err
 	}
@@ -293,10 +332,20 @@ func (s *session) runStream(ctx context.Context, c Call) (Result, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	req := &backend.RunStreamRequest{PluginContext: s.plan.pluginContext(c), Path: c.Path, Data: c.Data}
-	stream, err := s.stream.RunStream(ctx, backend.ToProto().RunStreamRequest(req))
+	stream, err := s.stream.RunStream(ctx, backend.ToProto().RunStreamRequest(req), s.opts...)
 	if err != nil {
 		return Result{}, err
 	}
+	// Leave as Grafana does (cancel), then read the stream's end so that it is finished
+	// (and its call options, like the answering peer, are complete) before returning.
+	defer func() {
+		cancel()
+		for {
+			if _, err := stream.Recv(); err != nil {
+				return
+			}
+		}
+	}()
 	var out Result
 	var schema *data.Frame
 	for len(out.Packets) < want {

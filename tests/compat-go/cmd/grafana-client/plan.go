@@ -46,6 +46,9 @@ type Call struct {
 	// LastUpdatedMS, when set, replaces the datasource's for this call, as if it had been
 	// saved again, so instance rebuilding can be tested.
 	LastUpdatedMS int64 `json:"lastUpdatedMS"`
+	// AnsweredBy names a key of the reply's JSON object (health details, resource body)
+	// whose value says which server answered, e.g. "pid" or "hostname".
+	AnsweredBy string `json:"answeredBy"`
 }
 
 func loadPlan(path string) (*Plan, error) {
