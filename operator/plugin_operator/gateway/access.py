@@ -6,6 +6,7 @@ callables, so this module stays pure and testable.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 from collections import OrderedDict
@@ -96,9 +97,14 @@ def bearer_token(headers: Mapping[str, str]) -> str | None:
     if value is None:
         return None
     scheme, _, token = value.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
         raise unauthorized("the Authorization header must be 'Bearer <Kubernetes token>'")
-    return token.strip()
+    if not (token.isascii() and token.isprintable()) or " " in token:
+        # Kubernetes tokens are printable ASCII; anything else is not worth a TokenReview.
+        raise unauthorized("the bearer token is malformed: Kubernetes tokens are printable "
+                           "ASCII without spaces")
+    return token
 
 
 TokenReviewer = Callable[[str], Awaitable[Identity | None]]
@@ -110,18 +116,29 @@ class Gatekeeper:
     """Authenticates callers and authorizes their calls, caching both decisions briefly.
 
     With ``anonymous`` set, requests without a token are served as nobody; requests with a
-    token are still checked, so a bad token never passes silently."""
+    token are still checked, so a bad token never passes silently.
+
+    Rejected tokens are remembered too (for ``negative_ttl_seconds``, never longer than
+    accepted ones, in a smaller table), and concurrent requests with the same unchecked
+    token share one TokenReview: a flood with one garbage token costs the apiserver one
+    review per few seconds, not one per request."""
 
     review_token: TokenReviewer | None
     review_access: AccessReviewer | None
     anonymous: bool = False
     ttl_seconds: float = 10.0
+    negative_ttl_seconds: float = 5.0
     clock: Callable[[], float] = time.monotonic
-    _identities: TtlCache[str, Identity | None] = field(init=False)
+    _identities: TtlCache[str, Identity] = field(init=False)
+    _rejected: TtlCache[str, bool] = field(init=False)
+    _reviews: dict[str, asyncio.Task[Identity | None]] = field(init=False)
     _decisions: TtlCache[tuple[Identity, Permission], bool] = field(init=False)
 
     def __post_init__(self) -> None:
         self._identities = TtlCache(self.ttl_seconds, clock=self.clock)
+        self._rejected = TtlCache(min(self.negative_ttl_seconds, self.ttl_seconds),
+                                  max_entries=1000, clock=self.clock)
+        self._reviews = {}
         self._decisions = TtlCache(self.ttl_seconds, clock=self.clock)
         if not self.anonymous and (self.review_token is None or self.review_access is None):
             raise ValueError("without anonymous access the gateway needs TokenReview and "
@@ -139,12 +156,33 @@ class Gatekeeper:
                                "Kubernetes API connection")
         digest = hashlib.sha256(token.encode()).hexdigest()
         identity = self._identities.get(digest)
+        if identity is not None:
+            return identity
+        if self._rejected.get(digest) is None:
+            identity = await self._review_once(digest, token)
+            if identity is not None:
+                return identity
+        raise unauthorized("the token was rejected by the Kubernetes API (TokenReview)")
+
+    async def _review_once(self, digest: str, token: str) -> Identity | None:
+        """One TokenReview per token at a time; its answer is cached when it comes."""
+        review = self._reviews.get(digest)
+        if review is None:
+            assert self.review_token is not None
+            review = self._reviews[digest] = asyncio.ensure_future(self.review_token(token))
+            review.add_done_callback(lambda done: self._reviewed(digest, done))
+        # Shielded: a caller that hangs up must not cancel the others' shared review.
+        return await asyncio.shield(review)
+
+    def _reviewed(self, digest: str, review: asyncio.Task[Identity | None]) -> None:
+        del self._reviews[digest]
+        if review.cancelled() or review.exception() is not None:
+            return  # the apiserver failed; nothing learned about the token
+        identity = review.result()
         if identity is None:
-            identity = await self.review_token(token)
+            self._rejected.put(digest, True)
+        else:
             self._identities.put(digest, identity)
-        if identity is None:
-            raise unauthorized("the token was rejected by the Kubernetes API (TokenReview)")
-        return identity
 
     async def allowed(self, identity: Identity, permission: Permission) -> bool:
         if identity.anonymous:

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from .access import Gatekeeper, Identity, Permission
 from .context import DEFAULT_GRAFANA_CONFIG, ContextDefaults
+from .limits import Limits
 from .routing import RoutingTable
 from .server import Gateway, GatewayConfig
 from .watch import StaticWorldError, collections, load_static_world, watch_cluster
@@ -49,6 +50,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="on SIGTERM, how long in-flight requests may take to finish")
     parser.add_argument("--auth-cache-seconds", type=float, default=10.0,
                         help="how long token and access decisions are reused")
+    parser.add_argument("--auth-negative-cache-seconds", type=float, default=5.0,
+                        help="how long a rejected token is refused without asking the "
+                             "apiserver again (at most --auth-cache-seconds)")
+    parser.add_argument("--quarantine-seconds", type=float, default=60.0,
+                        help="how long a query that was in progress when its backend died is "
+                             "refused instead of being replayed on another replica (0: off)")
+    limits = Limits()
+    for flag, name, text in (
+            ("--max-query-body-bytes", "query_body_bytes", "bytes of a POST /api/ds/query body"),
+            ("--max-resource-body-bytes", "resource_body_bytes",
+             "bytes of a resource call's body"),
+            ("--max-publish-body-bytes", "publish_body_bytes", "bytes of a publish's body"),
+            ("--max-body-bytes-in-flight", "bodies_in_flight_bytes",
+             "bytes of request bodies held at once by all requests (beyond: 503)"),
+            ("--max-queries-per-request", "queries_per_request", "queries in one request"),
+            ("--max-json-containers", "json_containers",
+             "JSON objects and arrays in a query body, counted before parsing"),
+            ("--max-data-points", "max_data_points", "maxDataPoints of one query"),
+            ("--max-series-per-call", "series_per_call",
+             "data frames one datasource call may return"),
+            ("--max-values-per-call", "values_per_call",
+             "values (rows x fields) one datasource call may return")):
+        default = getattr(limits, name)
+        parser.add_argument(flag, type=_positive, default=default, dest=f"limit_{name}",
+                            metavar="N", help=f"at most N {text} (default {default})")
     parser.add_argument("--grafana-version", default="12.0.0",
                         help="the Grafana version plugins are told (user agent)")
     parser.add_argument("--grafana-config", action="append", default=[], metavar="KEY=VALUE",
@@ -60,6 +86,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--event-loop", choices=("uvloop", "asyncio"), default="uvloop",
                         help="uvloop (default; libuv's loop spends less CPU per request) or "
                         "Python's own asyncio loop")
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number")
+    return value
+
+
+def _limits(args: argparse.Namespace) -> Limits:
+    return Limits(**{name.removeprefix("limit_"): value for name, value in vars(args).items()
+                     if name.startswith("limit_")})
 
 
 def _grafana_config(pairs: list[str]) -> dict[str, str]:
@@ -84,7 +122,8 @@ async def _serve(args: argparse.Namespace) -> int:
         max_in_flight_per_plugin=args.max_in_flight_per_plugin,
         call_timeout_seconds=args.call_timeout,
         context=ContextDefaults(args.grafana_version, _grafana_config(args.grafana_config)),
-        asset_cache_dir=args.asset_cache)
+        asset_cache_dir=args.asset_cache, limits=_limits(args),
+        quarantine_seconds=args.quarantine_seconds)
     gateway = Gateway(table, gatekeeper, config)
     watcher: asyncio.Task[None] | None = None
     if args.static_world is not None:
@@ -131,7 +170,8 @@ def _gatekeeper(api: Any, args: argparse.Namespace) -> Gatekeeper:
         if not args.anonymous:
             raise SystemExit("--static-world without --kubeconfig cannot check tokens: add "
                              "--anonymous (trusted, local use) or --kubeconfig")
-        return Gatekeeper(None, None, anonymous=True, ttl_seconds=args.auth_cache_seconds)
+        return Gatekeeper(None, None, anonymous=True, ttl_seconds=args.auth_cache_seconds,
+                          negative_ttl_seconds=args.auth_negative_cache_seconds)
     from plugin_operator.kube import reviews
 
     async def review_token(token: str) -> Identity | None:
@@ -148,7 +188,8 @@ def _gatekeeper(api: Any, args: argparse.Namespace) -> Gatekeeper:
             name=permission.name, subresource=permission.subresource)
 
     return Gatekeeper(review_token, review_access, anonymous=args.anonymous,
-                      ttl_seconds=args.auth_cache_seconds)
+                      ttl_seconds=args.auth_cache_seconds,
+                      negative_ttl_seconds=args.auth_negative_cache_seconds)
 
 
 def _loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:

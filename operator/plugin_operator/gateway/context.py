@@ -15,6 +15,7 @@ from plugin_operator.protocol.models import (
 )
 from plugin_operator.protocol.stubs import backend_pb2 as pb
 
+from .errors import utf8_text
 from .world import PluginRecord
 
 # Grafana always sends these SQL connection defaults; SQL plugins read them.
@@ -107,8 +108,8 @@ FORWARDED_QUERY_HEADERS = ("X-Dashboard-Uid", "X-Panel-Id", "X-Query-Group-Id",
 def forwarded_headers(incoming: Mapping[str, str], uid: str, org_id: int) -> dict[str, str]:
     """The ``http_``-prefixed headers Grafana's middleware passes with queries. The caller's
     Authorization header is the gateway's credential, never the plugin's, so it stays here."""
-    headers = {f"http_{name}": incoming[name] for name in FORWARDED_QUERY_HEADERS
-               if name in incoming}
+    headers = {f"http_{name}": utf8_text(incoming[name], f"header {name}")
+               for name in FORWARDED_QUERY_HEADERS if name in incoming}
     headers["http_X-Datasource-Uid"] = uid
     headers["http_X-Grafana-Org-Id"] = str(org_id)
     return headers

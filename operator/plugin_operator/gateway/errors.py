@@ -34,6 +34,21 @@ class GatewayError(Exception):
         return json.dumps(payload).encode()
 
 
+def utf8_text(value: str, where: str) -> str:
+    """``value`` if it can travel to a plugin (protobuf strings are UTF-8), else a 400.
+
+    aiohttp hands on header bytes that are not UTF-8 as lone surrogates; JSON can spell
+    them as escapes (``"\\ud800"``)."""
+    if not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError as exc:
+            raise GatewayError(400, f"{where} is not valid UTF-8 text (it holds "
+                                    f"{value[exc.start]!r}); send UTF-8", "request.badText") \
+                from exc
+    return value
+
+
 def unauthorized(reason: str) -> GatewayError:
     return GatewayError(401, f"Unauthorized: {reason}", "auth.unauthorized",
                         {"WWW-Authenticate": 'Bearer realm="plugin-operator-gateway"'})

@@ -7,6 +7,13 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+# Label values for requests that name no plugin (the gateway's own routes) and for those
+# naming one the routing table does not know: names from URLs or bodies never become label
+# values, so unauthenticated callers cannot add series (plugin and datasource labels hold
+# only ids of known objects, "mixed" or these two).
+NO_LABEL = ""
+UNKNOWN = "unknown"
+
 # Sub-millisecond buckets: the gateway's own overhead is meant to be that small.
 _BUCKETS = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
             2.5, 5.0, 10.0, 30.0)

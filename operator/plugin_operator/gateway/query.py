@@ -4,6 +4,7 @@ written as Grafana writes them (protocol.md §4.3, §5.1)."""
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,11 +12,13 @@ from typing import Any
 from plugin_operator.protocol.frames import frame_from_arrow, frame_to_json
 from plugin_operator.protocol.models import DataQuery, FrameFormat, TimeRange
 
-from .errors import GatewayError, result_status
-from .timerange import TimeRangeError, parse_range
+from .errors import GatewayError, result_status, utf8_text
+from .limits import Limits
+from .timerange import MAX_EPOCH_MS, TimeRangeError, parse_range, shown
 
 DEFAULT_MAX_DATA_POINTS = 100
 DEFAULT_INTERVAL_MS = 1000
+DEFAULT_LIMITS = Limits()
 # Datasource uids Grafana handles itself; no plugin serves them.
 BUILTIN_UIDS = frozenset({"__expr__", "grafana", "-- Grafana --", "-- Mixed --", "-- Dashboard --"})
 
@@ -39,32 +42,53 @@ def _bad(message: str) -> GatewayError:
 def _datasource_uid(query: Mapping[str, Any], index: int) -> str:
     ds = query.get("datasource")
     if isinstance(ds, Mapping) and isinstance(ds.get("uid"), str) and ds["uid"]:
-        return str(ds["uid"])
+        return utf8_text(str(ds["uid"]), f"queries[{index}].datasource.uid")
     if isinstance(ds, str) and ds:
         # Pre-8.3 dashboards name the datasource with a plain string; here it is the uid.
-        return ds
+        return utf8_text(ds, f"queries[{index}].datasource")
     raise _bad(f"queries[{index}] has no datasource: set \"datasource\": {{\"uid\": \"<uid>\"}}")
 
 
-def _int(query: Mapping[str, Any], key: str, default: int, index: int) -> int:
+def _int(query: Mapping[str, Any], key: str, default: int, index: int, highest: int) -> int:
     value = query.get(key, default)
     if value is None:
         return default
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _bad(f"queries[{index}].{key} must be a number, not {value!r}")
+        raise _bad(f"queries[{index}].{key} must be a number, not {shown(value)}")
+    if not (isinstance(value, int) or math.isfinite(value)) or not 0 <= value <= highest:
+        raise _bad(f"queries[{index}].{key}={shown(value)} is out of range: use a number from "
+                   f"0 to {highest}")
     return int(value)
 
 
-def parse_query_request(body: bytes, now_ms: int) -> ParsedQueryRequest:
+def _load(body: bytes, limits: Limits) -> Any:
+    # Counted before parsing: a body of tiny objects ("[{},{},...]") costs ~25 times its
+    # size once parsed, and each nesting level costs a level of recursion.
+    containers = body.count(b"{") + body.count(b"[")
+    if containers > limits.json_containers:
+        raise _bad(f"the body holds {containers} JSON objects and arrays (or is nested that "
+                   f"deep); at most {limits.json_containers} are accepted: send fewer or "
+                   "simpler queries per request (the gateway's --max-json-containers)")
     try:
-        payload = json.loads(body or b"null")
-    except ValueError as exc:
-        raise _bad(f"the body is not JSON: {exc}") from exc
+        return json.loads(body or b"null")
+    except RecursionError as exc:
+        raise _bad("the body's JSON is nested too deeply; flatten the query model") from exc
+    except ValueError as exc:  # includes bodies that are not UTF-8
+        raise _bad(f"the body is not JSON: {shown(str(exc), 200)}") from exc
+
+
+def parse_query_request(body: bytes, now_ms: int,
+                        limits: Limits = DEFAULT_LIMITS) -> ParsedQueryRequest:
+    payload = _load(body, limits)
     if not isinstance(payload, dict):
         raise _bad('the body must be a JSON object: {"from": ..., "to": ..., "queries": [...]}')
     queries = payload.get("queries")
     if not isinstance(queries, list) or not queries:
         raise _bad("queries must be a non-empty list")
+    if len(queries) > limits.queries_per_request:
+        raise _bad(f"{len(queries)} queries in one request; at most "
+                   f"{limits.queries_per_request} are accepted: split them over several "
+                   "requests (the gateway's --max-queries-per-request)")
     try:
         window = parse_range(payload.get("from", "now-6h"), payload.get("to", "now"), now_ms)
     except TimeRangeError as exc:
@@ -72,6 +96,7 @@ def parse_query_request(body: bytes, now_ms: int) -> ParsedQueryRequest:
     time_range = TimeRange(window.from_ms, window.to_ms)
     grouped: dict[str, DatasourceQueries] = {}
     ref_ids: list[str] = []
+    seen: set[str] = set()
     for index, query in enumerate(queries):
         if not isinstance(query, dict):
             raise _bad(f"queries[{index}] must be a JSON object")
@@ -82,16 +107,28 @@ def parse_query_request(body: bytes, now_ms: int) -> ParsedQueryRequest:
         ref_id = query.get("refId") or "A"
         if not isinstance(ref_id, str):
             raise _bad(f"queries[{index}].refId must be a string")
-        if ref_id in ref_ids:
-            raise _bad(f"refId {ref_id!r} is used twice; give every query its own refId")
+        utf8_text(ref_id, f"queries[{index}].refId")
+        if ref_id in seen:
+            raise _bad(f"refId {shown(ref_id)} is used twice; give every query its own refId")
+        seen.add(ref_id)
         ref_ids.append(ref_id)
         query_type = query.get("queryType") or ""
+        if not isinstance(query_type, str):
+            raise _bad(f"queries[{index}].queryType must be a string, not {shown(query_type)}")
+        utf8_text(query_type, f"queries[{index}].queryType")
+        try:
+            model = json.dumps(query, separators=(",", ":")).encode()
+        except RecursionError as exc:
+            raise _bad(f"queries[{index}] is nested too deeply; flatten the query model") \
+                from exc
+        # Only the encoded model is kept: the parsed body (many times its size in Python
+        # objects) is garbage once this function returns, not held during the plugin call.
         grouped.setdefault(uid, DatasourceQueries(uid)).queries.append(DataQuery(
-            ref_id=ref_id, query_type=str(query_type),
-            max_data_points=_int(query, "maxDataPoints", DEFAULT_MAX_DATA_POINTS, index),
-            interval_ms=_int(query, "intervalMs", DEFAULT_INTERVAL_MS, index),
-            time_range=time_range,
-            json=json.dumps(query, separators=(",", ":")).encode()))
+            ref_id=ref_id, query_type=query_type,
+            max_data_points=_int(query, "maxDataPoints", DEFAULT_MAX_DATA_POINTS, index,
+                                 limits.max_data_points),
+            interval_ms=_int(query, "intervalMs", DEFAULT_INTERVAL_MS, index, MAX_EPOCH_MS),
+            time_range=time_range, json=model))
     return ParsedQueryRequest(grouped, ref_ids)
 
 

@@ -33,14 +33,18 @@ from plugin_operator.protocol.models import (
     StreamStatus,
 )
 
-from . import access, context, openapi, query
+from . import access, context, failures, openapi, query
 from .access import Gatekeeper, Identity, Permission
 from .assets import CACHE_CONTROL, AssetStore
 from .balancer import LoadTracker
-from .errors import GatewayError, from_plugin_error, overloaded
-from .metrics import GatewayMetrics
+from .bodies import HELD, BodyBudget, read_body, refuse_declared
+from .errors import GatewayError, from_plugin_error, overloaded, utf8_text
+from .limits import Limits, check_result_size
+from .metrics import NO_LABEL, UNKNOWN, GatewayMetrics
+from .quarantine import Quarantine, fingerprint, lost_while_serving
 from .routing import ResolvedDataSource, RouteLookupError, RoutingTable
 from .streams import StreamHub, StreamTarget
+from .timerange import shown
 from .upstream import RawDataResponse, Upstream
 from .world import PluginRecord
 
@@ -48,6 +52,10 @@ log = logging.getLogger("plugin_operator.gateway")
 
 ARROW_FILE = "application/vnd.apache.arrow.file"
 _NO_CONTEXT = PluginContext()  # replaced by a cached message before the call
+# Per-request state: the authenticated caller and the metric labels of what it reached.
+IDENTITY = web.RequestKey("identity", Identity)
+PLUGIN_LABEL = web.RequestKey("plugin", str)
+UID_LABEL = web.RequestKey("uid", str)
 MAX_CONCURRENT_DATASOURCES = 8  # Grafana's limit for one /api/ds/query
 # Request headers a plugin must never see: the gateway's own credential and hop-by-hop ones.
 _DROPPED_REQUEST_HEADERS = frozenset({"authorization", "cookie", "connection", "keep-alive",
@@ -65,6 +73,9 @@ class GatewayConfig:
     context: context.ContextDefaults = field(default_factory=context.ContextDefaults)
     asset_cache_dir: Path = Path("/tmp/plugin-operator-gateway-assets")
     retry_after_seconds: int = 1
+    limits: Limits = field(default_factory=Limits)
+    # How long a query that was in progress when its backend died is refused (0: never).
+    quarantine_seconds: float = 60.0
 
 
 def _lookup(fn: Callable[[], Any]) -> Any:
@@ -88,6 +99,14 @@ def _health_body(status: HealthStatus, message: str, details: bytes) -> tuple[in
     return (200 if status is HealthStatus.OK else 400), json.dumps(payload).encode()
 
 
+def _error_response(exc: GatewayError) -> web.Response:
+    response = web.Response(status=exc.status, body=exc.body(), headers=exc.headers,
+                            content_type="application/json")
+    if exc.status == 413:
+        response.force_close()  # the rest of the body is not wanted on this connection
+    return response
+
+
 def _sse_event(data: bytes, event: str = "") -> bytes:
     lines = data.split(b"\n")
     head = f"event: {event}\n".encode() if event else b""
@@ -106,6 +125,8 @@ class Gateway:
         self.contexts = context.DatasourceContextCache(config.context)
         self.hub = StreamHub(self.upstream)
         self.assets = AssetStore(config.asset_cache_dir)
+        self.bodies = BodyBudget(config.limits.bodies_in_flight_bytes)
+        self.quarantine = Quarantine(config.quarantine_seconds)
         self.synced = False
         self.draining = False
         self._in_flight = 0
@@ -115,26 +136,56 @@ class Gateway:
     # ---- application ----
 
     def app(self) -> web.Application:
-        app = web.Application(middlewares=[self._middleware], client_max_size=64 * 2**20)
+        limits = self.config.limits
+        # aiohttp's own cap only backs ours up: handlers read bodies with their route's limit.
+        app = web.Application(middlewares=[self._middleware],
+                              client_max_size=limits.largest_body())
+        query_body = self._expect(limits.query_body_bytes, "--max-query-body-bytes")
+        resource_body = self._expect(limits.resource_body_bytes, "--max-resource-body-bytes")
+        publish_body = self._expect(limits.publish_body_bytes, "--max-publish-body-bytes")
         r = app.router
-        r.add_post("/api/ds/query", self.ds_query)
-        r.add_route("*", "/api/datasources/uid/{uid}/resources", self.ds_resource)
-        r.add_route("*", "/api/datasources/uid/{uid}/resources/{path:.*}", self.ds_resource)
+        r.add_post("/api/ds/query", self.ds_query, expect_handler=query_body)
+        r.add_route("*", "/api/datasources/uid/{uid}/resources", self.ds_resource,
+                    expect_handler=resource_body)
+        r.add_route("*", "/api/datasources/uid/{uid}/resources/{path:.*}", self.ds_resource,
+                    expect_handler=resource_body)
         r.add_get("/api/datasources/uid/{uid}/health", self.ds_health)
-        r.add_route("*", "/api/plugins/{plugin_id}/resources", self.app_resource)
-        r.add_route("*", "/api/plugins/{plugin_id}/resources/{path:.*}", self.app_resource)
+        r.add_route("*", "/api/plugins/{plugin_id}/resources", self.app_resource,
+                    expect_handler=resource_body)
+        r.add_route("*", "/api/plugins/{plugin_id}/resources/{path:.*}", self.app_resource,
+                    expect_handler=resource_body)
         r.add_get("/api/plugins/{plugin_id}/health", self.app_health)
         r.add_get("/api/plugins", self.plugins_list)
         r.add_get("/public/plugins/{plugin_id}/{path:.+}", self.public_file)
         r.add_get("/metrics/plugins/{plugin_id}", self.plugin_metrics)
         r.add_get("/api/streams/{scope:ds|plugin}/{id}/{path:.+}", self.stream_subscribe)
-        r.add_post("/api/streams/{scope:ds|plugin}/{id}/{path:.+}", self.stream_publish)
-        r.add_post("/api/live/publish", self.live_publish)
+        r.add_post("/api/streams/{scope:ds|plugin}/{id}/{path:.+}", self.stream_publish,
+                   expect_handler=publish_body)
+        r.add_post("/api/live/publish", self.live_publish, expect_handler=publish_body)
         r.add_get("/api/openapi.json", self.openapi)
         r.add_get("/metrics", self.own_metrics)
         r.add_get("/healthz", self.healthz)
         r.add_get("/readyz", self.readyz)
         return app
+
+    def _expect(self, limit: int, setting: str
+                ) -> Callable[[web.Request], Awaitable[web.StreamResponse | None]]:
+        """``Expect: 100-continue``: invite the body only when its declared size fits, so a
+        client learns of the 413 before sending anything."""
+
+        async def expect(request: web.Request) -> web.StreamResponse | None:
+            try:
+                refuse_declared(request, limit, setting)
+            except GatewayError as exc:
+                return _error_response(exc)
+            if request.headers.get("Expect", "").lower() != "100-continue":
+                raise web.HTTPExpectationFailed(text="Only 'Expect: 100-continue' is known")
+            if request.version >= (1, 1):
+                await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+                request.writer.output_size = 0
+            return None
+
+        return expect
 
     @web.middleware
     async def _middleware(self, request: web.Request,
@@ -152,20 +203,29 @@ class Gateway:
             return response
         except GatewayError as exc:
             status = exc.status
-            return web.Response(status=exc.status, body=exc.body(), headers=exc.headers,
-                                content_type="application/json")
+            return _error_response(exc)
         except web.HTTPException as exc:
             status = exc.status
-            raise
+            if status < 400:
+                raise
+            # aiohttp's own refusals (no such route, method not allowed) in Grafana's shape.
+            kept = {k: v for k, v in exc.headers.items() if k in ("Allow", "Retry-After")}
+            return _error_response(GatewayError(status, f"{exc.reason}: {request.method} "
+                                                        f"{shown(request.path, 200)}",
+                                                "request.refused", kept))
         finally:
             self._in_flight -= 1
             if not self._in_flight:
                 self._idle.set()
+            if HELD in request:
+                self.bodies.give_back(request)
             metrics = self.metrics
             metrics.child(metrics.request_seconds, route).observe(
                 time.perf_counter() - started)
-            metrics.child(metrics.requests, request.get("plugin", ""), request.get("uid", ""),
-                          route, str(status)).inc()
+            # Label values come only from objects the routing table knows (or the fixed
+            # UNKNOWN), never from the URL: callers cannot grow the series without bound.
+            metrics.child(metrics.requests, request.get(PLUGIN_LABEL, NO_LABEL),
+                          request.get(UID_LABEL, NO_LABEL), route, str(status)).inc()
 
     async def drain(self, grace_seconds: float) -> bool:
         """Wait (at most ``grace_seconds``) until no request is in flight."""
@@ -191,24 +251,32 @@ class Gateway:
             self.tracker.release(plugin)
 
     async def _identity(self, request: web.Request) -> Identity:
+        known: Identity | None = request.get(IDENTITY)
+        if known is not None:
+            return known
         identity = await self.gatekeeper.authenticate(request.headers)
-        request["identity"] = identity
+        request[IDENTITY] = identity
         return identity
+
+    async def _body(self, request: web.Request, limit: int, setting: str) -> bytes:
+        """The request's body; call it only once the caller is authenticated."""
+        return await read_body(request, limit, setting, self.bodies)
 
     async def _authorize(self, identity: Identity, permission: Permission,
                          request: web.Request) -> None:
         try:
             await self.gatekeeper.authorize(identity, permission)
         except GatewayError:
-            self.metrics.rejected.labels(request.get("plugin", ""), "forbidden").inc()
+            self.metrics.rejected.labels(request.get(PLUGIN_LABEL, NO_LABEL), "forbidden").inc()
             raise
 
     async def _datasource(self, request: web.Request, uid: str) -> ResolvedDataSource:
         identity = await self._identity(request)
-        request["uid"] = uid
+        request[UID_LABEL] = request[PLUGIN_LABEL] = UNKNOWN
         resolved: ResolvedDataSource = _lookup(
             lambda: self.table.datasource(uid, _namespace(request)))
-        request["plugin"] = resolved.plugin.spec.plugin_id
+        request[UID_LABEL] = resolved.record.spec.uid
+        request[PLUGIN_LABEL] = resolved.plugin.spec.plugin_id
         key = resolved.record.key
         await self._authorize(identity, access.query_datasource(key.namespace, key.name),
                               request)
@@ -219,13 +287,14 @@ class Gateway:
                                           resolved.settings, context.caller(identity.username),
                                           resolved.record.key.namespace)
 
-    async def _app_plugin(self, request: web.Request, permission: Callable[[str, str],
-                          Permission] = access.query_plugin) -> PluginRecord:
+    async def _app_plugin(self, request: web.Request, plugin_id: str,
+                          permission: Callable[[str, str], Permission] = access.query_plugin
+                          ) -> PluginRecord:
         identity = await self._identity(request)
-        plugin_id = request.match_info["plugin_id"]
-        request["plugin"] = plugin_id
+        request[PLUGIN_LABEL] = UNKNOWN
         plugin: PluginRecord = _lookup(lambda: self.table.plugin_by_id(plugin_id,
                                                                        _namespace(request)))
+        request[PLUGIN_LABEL] = plugin.spec.plugin_id
         await self._authorize(identity, permission(plugin.key.namespace, plugin.key.name),
                               request)
         return plugin
@@ -238,15 +307,21 @@ class Gateway:
     # ---- /api/ds/query ----
 
     async def ds_query(self, request: web.Request) -> web.StreamResponse:
+        # Who is asking before reading a byte; the datasources are named in the body, so
+        # each one is authorized after parsing it (within tight limits) and before any call.
         identity = await self._identity(request)
-        parsed = query.parse_query_request(await request.read(), int(time.time() * 1000))
+        limits = self.config.limits
+        parsed = query.parse_query_request(
+            await self._body(request, limits.query_body_bytes, "--max-query-body-bytes"),
+            int(time.time() * 1000), limits)
         targets: dict[str, ResolvedDataSource] = {}
+        request[UID_LABEL] = request[PLUGIN_LABEL] = UNKNOWN
         for uid in parsed.by_datasource:
             targets[uid] = _lookup(lambda uid=uid: self.table.datasource(uid,  # type: ignore[misc]
                                                                          _namespace(request)))
         plugins = sorted({t.plugin.spec.plugin_id for t in targets.values()})
-        request["plugin"] = plugins[0] if len(plugins) == 1 else "mixed"
-        request["uid"] = next(iter(targets)) if len(targets) == 1 else "mixed"
+        request[PLUGIN_LABEL] = plugins[0] if len(plugins) == 1 else "mixed"
+        request[UID_LABEL] = next(iter(targets)) if len(targets) == 1 else "mixed"
         for resolved in targets.values():
             key = resolved.record.key
             await self._authorize(identity, access.query_datasource(key.namespace, key.name),
@@ -257,20 +332,35 @@ class Gateway:
         async def one(uid: str) -> dict[str, RawDataResponse]:
             resolved = targets[uid]
             plugin_id = resolved.plugin.spec.plugin_id
+            batch = parsed.by_datasource[uid]
+            suspect = b""
+            if self.quarantine:  # fingerprints cost only while something is quarantined
+                suspect = fingerprint(str(resolved.record.key), [q.json for q in batch.queries])
+                self.quarantine.check(suspect)
             message = convert.query_data_request_to_proto(QueryDataRequest(
-                plugin_context=_NO_CONTEXT, queries=parsed.by_datasource[uid].queries,
-                format=fmt, headers=context.forwarded_headers(request.headers, uid,
-                                                              self.config.context.org_id)))
+                plugin_context=_NO_CONTEXT, queries=batch.queries, format=fmt,
+                headers=context.forwarded_headers(request.headers, uid,
+                                                  self.config.context.org_id)))
             message.pluginContext.CopyFrom(self.contexts.get(
                 resolved.plugin, resolved.settings, identity.username,
                 resolved.record.key.namespace))
             with self._admitted(plugin_id):
                 try:
-                    return await self.upstream.query_data_message(
+                    raw = await self.upstream.query_data_message(
                         plugin_id, resolved.endpoints, message)
                 except PluginError as exc:
+                    if failures.lost_while_serving(exc):
+                        self.quarantine.add(suspect or fingerprint(
+                            str(resolved.record.key), [q.json for q in batch.queries]),
+                            plugin_id)
+                        log.warning("a backend of %s stopped while serving a query of %s; "
+                                    "that query is quarantined: %s", plugin_id,
+                                    resolved.record.key, exc)
+                        raise lost_while_serving(plugin_id, self.quarantine.seconds) from exc
                     raise from_plugin_error(exc, other_message=f"Query data error: "
                                             f"{exc.message}") from exc
+            check_result_size(((r.frames, r.format) for r in raw.values()), limits)
+            return raw
 
         async def limited(uid: str) -> dict[str, RawDataResponse]:
             async with limit:
@@ -336,12 +426,13 @@ class Gateway:
     @staticmethod
     def _resource_request(request: web.Request, body: bytes, ctx: PluginContext
                           ) -> CallResourceRequest:
-        path = request.match_info.get("path", "")
+        path = utf8_text(request.match_info.get("path", ""), "the resource path")
         url = path + (f"?{request.query_string}" if request.query_string else "")
         headers: dict[str, list[str]] = {}
         for name, value in request.headers.items():
             if name.lower() not in _DROPPED_REQUEST_HEADERS:
-                headers.setdefault(name, []).append(value)
+                headers.setdefault(utf8_text(name, "a header name"), []).append(
+                    utf8_text(value, f"header {name!r}"))
         return CallResourceRequest(plugin_context=ctx, path=path, method=request.method,
                                    url=url, headers=headers, body=body)
 
@@ -381,17 +472,21 @@ class Gateway:
             await response.write_eof()
             return response
 
+    async def _resource_body(self, request: web.Request) -> bytes:
+        return await self._body(request, self.config.limits.resource_body_bytes,
+                                "--max-resource-body-bytes")
+
     async def ds_resource(self, request: web.Request) -> web.StreamResponse:
         resolved = await self._datasource(request, request.match_info["uid"])
-        call = self._resource_request(request, await request.read(),
-                                      self._ds_context(resolved, request["identity"]))
+        call = self._resource_request(request, await self._resource_body(request),
+                                      self._ds_context(resolved, request[IDENTITY]))
         return await self._stream_resource(request, resolved.plugin.spec.plugin_id,
                                            resolved.endpoints, call)
 
     async def app_resource(self, request: web.Request) -> web.StreamResponse:
-        plugin = await self._app_plugin(request)
-        call = self._resource_request(request, await request.read(),
-                                      self._app_context(plugin, request["identity"]))
+        plugin = await self._app_plugin(request, request.match_info["plugin_id"])
+        call = self._resource_request(request, await self._resource_body(request),
+                                      self._app_context(plugin, request[IDENTITY]))
         return await self._stream_resource(request, plugin.spec.plugin_id,
                                            self.table.endpoints(plugin), call)
 
@@ -404,8 +499,7 @@ class Gateway:
                 result = await self.upstream.call(
                     plugin_id, "CheckHealth", endpoints,
                     lambda e: e.client.check_health(CheckHealthRequest(ctx),
-                                                    timeout=self.config.call_timeout_seconds),
-                    idempotent=True)
+                                                    timeout=self.config.call_timeout_seconds))
             except PluginError as exc:
                 if exc.code is grpc.StatusCode.UNIMPLEMENTED:
                     status, body = _health_body(HealthStatus.UNKNOWN,
@@ -420,15 +514,16 @@ class Gateway:
     async def ds_health(self, request: web.Request) -> web.Response:
         resolved = await self._datasource(request, request.match_info["uid"])
         return await self._health(resolved.plugin.spec.plugin_id, resolved.endpoints,
-                                  self._ds_context(resolved, request["identity"]))
+                                  self._ds_context(resolved, request[IDENTITY]))
 
     async def app_health(self, request: web.Request) -> web.Response:
-        plugin = await self._app_plugin(request)
+        plugin = await self._app_plugin(request, request.match_info["plugin_id"])
         return await self._health(plugin.spec.plugin_id, self.table.endpoints(plugin),
-                                  self._app_context(plugin, request["identity"]))
+                                  self._app_context(plugin, request[IDENTITY]))
 
     async def plugin_metrics(self, request: web.Request) -> web.Response:
-        plugin = await self._app_plugin(request, access.read_plugin)
+        plugin = await self._app_plugin(request, request.match_info["plugin_id"],
+                                        access.read_plugin)
         plugin_id = plugin.spec.plugin_id
         with self._admitted(plugin_id):
             try:
@@ -436,8 +531,7 @@ class Gateway:
                     plugin_id, "CollectMetrics", self.table.endpoints(plugin),
                     lambda e: e.client.collect_metrics(
                         CollectMetricsRequest(context.metrics_context(plugin_id)),
-                        timeout=self.config.call_timeout_seconds),
-                    idempotent=True)
+                        timeout=self.config.call_timeout_seconds))
                 body = result.prometheus
             except PluginError as exc:
                 if exc.code is not grpc.StatusCode.UNIMPLEMENTED:
@@ -476,9 +570,10 @@ class Gateway:
         # Grafana serves plugin frontends without a session (browsers load module.js with a
         # plain <script> request); only verified, not rejected, plugins are served.
         plugin_id = request.match_info["plugin_id"]
-        request["plugin"] = plugin_id
+        request[PLUGIN_LABEL] = UNKNOWN  # these requests need no token: never label them freely
         plugin: PluginRecord = _lookup(lambda: self.table.plugin_by_id(plugin_id,
                                                                        _namespace(request)))
+        request[PLUGIN_LABEL] = plugin.spec.plugin_id
         if plugin.phase == "Rejected":
             raise GatewayError(404, f"Plugin {plugin_id} was rejected and is not served",
                                "plugin.rejected")
@@ -498,7 +593,7 @@ class Gateway:
         identity: Identity
         if scope == "ds":
             resolved = await self._datasource(request, ident)
-            identity = request["identity"]
+            identity = request[IDENTITY]
             key = resolved.record.key
             channel = f"ds/{key.namespace}/{ident}"
 
@@ -509,8 +604,8 @@ class Gateway:
                                                   base.data, base.headers))
 
             return channel, ds_target, resolved.endpoints, resolved.plugin.spec.plugin_id
-        plugin = await self._app_plugin(request)
-        identity = request["identity"]
+        plugin = await self._app_plugin(request, ident)
+        identity = request[IDENTITY]
         channel = f"plugin/{plugin.key.namespace}/{plugin.key.name}"
 
         async def plugin_target(base: StreamRequest) -> StreamTarget:
@@ -531,14 +626,12 @@ class Gateway:
                     result = await self.upstream.call(
                         plugin_id, method, target.endpoints,
                         lambda e: e.client.subscribe_stream(
-                            target.request, timeout=self.config.call_timeout_seconds),
-                        idempotent=True)
+                            target.request, timeout=self.config.call_timeout_seconds))
                 else:
                     result = await self.upstream.call(
                         plugin_id, method, target.endpoints,
                         lambda e: e.client.publish_stream(
-                            target.request, timeout=self.config.call_timeout_seconds),
-                        idempotent=False)
+                            target.request, timeout=self.config.call_timeout_seconds))
             except PluginError as exc:
                 raise from_plugin_error(exc, other_message=f"{method} failed") from exc
         if result.status is StreamStatus.NOT_FOUND:
@@ -552,7 +645,8 @@ class Gateway:
     async def stream_subscribe(self, request: web.Request) -> web.StreamResponse:
         scope, ident, path = (request.match_info[k] for k in ("scope", "id", "path"))
         channel, make_target, _, plugin_id = await self._stream_target(request, scope, ident)
-        base = StreamRequest(path=path, data=request.query.get("data", "").encode())
+        base = StreamRequest(path=utf8_text(path, "the stream path"),
+                             data=utf8_text(request.query.get("data", ""), "data").encode())
         _, initial = await self._unary_stream_call(plugin_id, "SubscribeStream",
                                                    await make_target(base))
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream",
@@ -575,35 +669,47 @@ class Gateway:
             await packets.aclose()  # type: ignore[attr-defined]
         return response
 
+    async def _publish_body(self, request: web.Request) -> bytes:
+        return await self._body(request, self.config.limits.publish_body_bytes,
+                                "--max-publish-body-bytes")
+
     async def _publish(self, request: web.Request, scope: str, ident: str, path: str,
-                       data: bytes) -> web.Response:
+                       data: Callable[[], Awaitable[bytes]]) -> web.Response:
+        """PublishStream; ``data`` is read only once the caller may publish there."""
         channel, make_target, _, plugin_id = await self._stream_target(request, scope, ident)
         _, published = await self._unary_stream_call(
             plugin_id, "PublishStream",
-            await make_target(StreamRequest(path=path, data=data)))
+            await make_target(StreamRequest(path=utf8_text(path, "the stream path"),
+                                            data=await data())))
         if published:
             self.hub.publish(f"{channel}/{path}", published)
         return web.json_response({})
 
     async def stream_publish(self, request: web.Request) -> web.Response:
         scope, ident, path = (request.match_info[k] for k in ("scope", "id", "path"))
-        return await self._publish(request, scope, ident, path, await request.read())
+        return await self._publish(request, scope, ident, path,
+                                   lambda: self._publish_body(request))
 
     async def live_publish(self, request: web.Request) -> web.Response:
+        # The channel is in the body: authenticate first, then read it within the small
+        # publish limit; _publish authorizes the channel before anything reaches a plugin.
+        await self._identity(request)
         try:
-            payload = json.loads(await request.read())
+            payload = json.loads(await self._publish_body(request))
             scope, ident, path = str(payload["channel"]).split("/", 2)
-        except (ValueError, KeyError, TypeError) as exc:
+            data = json.dumps(payload.get("data")).encode()
+        except (ValueError, KeyError, TypeError, RecursionError) as exc:
             raise GatewayError(400, 'body must be {"channel": "<ds|plugin>/<id>/<path>", '
                                     '"data": {...}}', "live.badRequest") from exc
         if scope not in ("ds", "plugin") or not ident or not path:
-            raise GatewayError(400, f"channel {payload['channel']!r}: only ds/<uid>/<path> "
-                                    "and plugin/<pluginId>/<path> channels reach plugins",
-                               "live.badChannel")
-        if scope == "plugin":
-            request.match_info["plugin_id"] = ident
-        return await self._publish(request, scope, ident, path,
-                                   json.dumps(payload.get("data")).encode())
+            raise GatewayError(400, f"channel {shown(payload['channel'])}: only "
+                                    "ds/<uid>/<path> and plugin/<pluginId>/<path> channels "
+                                    "reach plugins", "live.badChannel")
+
+        async def body() -> bytes:
+            return data
+
+        return await self._publish(request, scope, ident, path, body)
 
     # ---- the gateway itself ----
 

@@ -1,5 +1,6 @@
 """Calls to plugin backends: one pooled gRPC channel per endpoint, least-in-flight choice,
-one retry of idempotent calls on another ready endpoint, per-call deadlines."""
+one retry on another ready endpoint of a call that never reached a plugin, per-call
+deadlines."""
 
 # `timeout` parameters are gRPC deadlines passed down, not ad-hoc limits.
 
@@ -15,7 +16,7 @@ import grpc.aio
 
 from plugin_operator.protocol import convert
 from plugin_operator.protocol.client import CHANNEL_OPTIONS, PluginClient
-from plugin_operator.protocol.errors import PluginError, PluginUnavailableError, error_from_rpc
+from plugin_operator.protocol.errors import PluginError, error_from_rpc
 from plugin_operator.protocol.models import (
     CallResourceRequest,
     CallResourceResponse,
@@ -27,6 +28,7 @@ from plugin_operator.protocol.stubs import backend_pb2_grpc
 
 from .balancer import LoadTracker
 from .errors import no_ready_backend
+from .failures import never_reached_plugin
 from .metrics import GatewayMetrics
 
 T = TypeVar("T")
@@ -49,10 +51,6 @@ class _Endpoint:
         self.channel = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
         self.client = PluginClient(target, channel=self.channel, timeout=None)
         self.data = backend_pb2_grpc.DataStub(self.channel)
-
-
-def _retryable(exc: PluginError) -> bool:
-    return isinstance(exc, PluginUnavailableError) or exc.code is grpc.StatusCode.UNAVAILABLE
 
 
 class Upstream:
@@ -83,8 +81,10 @@ class Upstream:
         self._endpoints.clear()
 
     async def call(self, plugin: str, method: str, endpoints: Sequence[str],
-                   fn: Callable[[_Endpoint], Awaitable[T]], *, idempotent: bool) -> T:
-        """``fn`` on the least busy endpoint; on UNAVAILABLE, once more on another one."""
+                   fn: Callable[[_Endpoint], Awaitable[T]]) -> T:
+        """``fn`` on the least busy endpoint; once more on another one only if the call
+        never reached a plugin (whatever the method: nothing happened yet). A backend that
+        failed with the call in progress is not given a second victim (failures.py)."""
         tried: list[str] = []
         while True:
             target = self.tracker.pick(endpoints, tried)
@@ -96,7 +96,7 @@ class Upstream:
                 with self.tracker.calling(target):
                     return await fn(self._endpoint(target))
             except PluginError as exc:
-                if not (idempotent and _retryable(exc) and len(tried) == 1
+                if not (len(tried) == 1 and never_reached_plugin(exc)
                         and self.tracker.pick(endpoints, tried) is not None):
                     raise
                 self.metrics.retries.labels(plugin, method).inc()
@@ -122,14 +122,14 @@ class Upstream:
                                          FrameFormat(r.format))
                     for ref, r in reply.responses.items()}
 
-        return await self.call(plugin, "QueryData", endpoints, run, idempotent=True)
+        return await self.call(plugin, "QueryData", endpoints, run)
 
     async def call_resource(self, plugin: str, endpoints: Sequence[str],
                             request: CallResourceRequest
                             ) -> AsyncIterator[CallResourceResponse]:
         """The plugin's messages as they come. Only a call that fails before its first
-        message can be retried (nothing has been sent to the client yet)."""
-        idempotent = request.method.upper() in ("GET", "HEAD", "OPTIONS")
+        message can be retried (nothing has been sent to the client yet), and only when
+        it never reached a plugin."""
         state: dict[str, object] = {}
 
         async def first(endpoint: _Endpoint) -> CallResourceResponse | None:
@@ -138,7 +138,7 @@ class Upstream:
             state["target"] = endpoint
             return await anext(stream, None)
 
-        head = await self.call(plugin, "CallResource", endpoints, first, idempotent=idempotent)
+        head = await self.call(plugin, "CallResource", endpoints, first)
         stream = state["stream"]
         assert isinstance(stream, AsyncIterator)
         if head is None:

@@ -117,7 +117,10 @@ def test_stream_over_sse(gateway: GatewayClient) -> None:
     _grafana_error(forbidden, 403)
 
 
-def test_backend_killed_under_steady_load_loses_no_query(gateway: GatewayClient) -> None:
+def test_backend_killed_under_steady_load_loses_only_what_it_was_serving(
+        gateway: GatewayClient) -> None:
+    """A query a dying backend was serving is answered 502 and not replayed on the other
+    replica (it may be what killed it); every other query is answered."""
     plugins = gateway.plugins
     pods = plugins.pods("go")
     assert len(pods) == 2, "the Go sample runs two replicas"
@@ -137,8 +140,12 @@ def test_backend_killed_under_steady_load_loses_no_query(gateway: GatewayClient)
             load.kill()
     assert load.returncode == 0, f"load script failed:\n{stderr}\n{gateway.gateway_logs()}"
     report = json.loads(stdout)
-    assert report["statuses"] == {"200": rate * seconds}, \
-        f"queries lost while a backend was killed: {report}\n{gateway.gateway_logs()}"
+    statuses = report["statuses"]
+    lost = rate * seconds - statuses.get("200", 0)
+    # At 20 queries a second of about a millisecond each, at most one is in flight at the kill.
+    assert lost <= 1, f"queries lost while a backend was killed: {report}\n" \
+                      f"{gateway.gateway_logs()}"
+    assert set(statuses) <= {"200", "502"}, report
     assert report["frames_missing"] == 0, report
     # The kill really happened: the backend container of the victim restarted.
     restarted = plugins.wait_for("the killed backend's restart recorded", lambda: any(

@@ -191,6 +191,26 @@ async def test_streams_over_server_sent_events(stack: Stack) -> None:
             assert response.status == 403
 
 
+async def test_plugin_scoped_streams(stack: Stack) -> None:
+    url = f"{stack.url}/api/streams/plugin/{PYTHON_PLUGIN_ID}"
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{url}/counter", params={"data": json.dumps(
+                {"count": 2, "interval": 0.01})}) as response:
+            assert response.status == 200, await response.text()
+            events = await read_events(response, 10)
+        assert events[0][0] == "subscribed"
+        assert [json.loads(d)["data"]["values"][0][0] for n, d in events if not n] == [0, 1]
+        async with session.get(f"{url}/nope") as response:
+            assert response.status == 404
+        # The Python sample refuses publishes: the plugin's answer, not a gateway error.
+        async with session.post(f"{url}/counter", data=b"{}") as response:
+            assert response.status == 403
+            assert (await response.json())["messageId"] == "stream.permissionDenied"
+        async with session.post(f"{stack.url}/api/live/publish", json={
+                "channel": f"plugin/{PYTHON_PLUGIN_ID}/counter", "data": {}}) as response:
+            assert response.status == 403
+
+
 async def test_plugins_list_and_openapi(stack: Stack) -> None:
     status, body, _ = await get(stack, "/api/plugins")
     assert status == 200

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from plugin_operator.gateway.access import (
@@ -105,3 +107,66 @@ async def test_anonymous_only_when_configured() -> None:
     await open_keeper.authorize(ANONYMOUS, query_datasource("ns", "x"))
     with pytest.raises(ValueError, match="TokenReview"):
         Gatekeeper(None, None)
+
+
+async def test_a_rejected_token_is_reviewed_once_while_cached() -> None:
+    reviews = Reviews()
+    now = [0.0]
+    keeper = Gatekeeper(reviews.token, reviews.decide, ttl_seconds=10,
+                        negative_ttl_seconds=5, clock=lambda: now[0])
+    for _ in range(300):
+        with pytest.raises(GatewayError) as rejected:
+            await keeper.authenticate({"Authorization": "Bearer garbage"})
+        assert rejected.value.status == 401
+    assert reviews.tokens == 1
+    now[0] = 5.0  # the rejection is remembered briefly, then asked again
+    with pytest.raises(GatewayError):
+        await keeper.authenticate({"Authorization": "Bearer garbage"})
+    assert reviews.tokens == 2
+
+
+async def test_concurrent_requests_with_one_token_share_one_review() -> None:
+    reviews = Reviews()
+    keeper = Gatekeeper(reviews.token, reviews.decide)
+    outcomes = await asyncio.gather(
+        *(keeper.authenticate({"Authorization": "Bearer garbage"}) for _ in range(50)),
+        *(keeper.authenticate({"Authorization": "Bearer good"}) for _ in range(50)),
+        return_exceptions=True)
+    assert reviews.tokens == 2
+    assert all(isinstance(o, GatewayError) for o in outcomes[:50])
+    assert all(isinstance(o, Identity) for o in outcomes[50:])
+
+
+async def test_rejections_are_never_cached_longer_than_acceptances() -> None:
+    reviews = Reviews()
+    now = [0.0]
+    keeper = Gatekeeper(reviews.token, reviews.decide, ttl_seconds=1,
+                        negative_ttl_seconds=30, clock=lambda: now[0])
+    with pytest.raises(GatewayError):
+        await keeper.authenticate({"Authorization": "Bearer garbage"})
+    now[0] = 1.0
+    with pytest.raises(GatewayError):
+        await keeper.authenticate({"Authorization": "Bearer garbage"})
+    assert reviews.tokens == 2
+
+
+async def test_a_failed_review_is_not_cached() -> None:
+    calls = 0
+
+    async def broken(token: str) -> Identity | None:
+        nonlocal calls
+        calls += 1
+        raise OSError("apiserver unreachable")
+
+    keeper = Gatekeeper(broken, Reviews().decide)
+    for _ in range(2):
+        with pytest.raises(OSError, match="unreachable"):
+            await keeper.authenticate({"Authorization": "Bearer x"})
+    assert calls == 2
+
+
+def test_malformed_tokens_are_refused_without_a_review() -> None:
+    for header in ("Bearer t\u00f6ken", "Bearer a\tb", "Bearer \udcff"):
+        with pytest.raises(GatewayError) as error:
+            bearer_token({"Authorization": header})
+        assert "malformed" in error.value.message

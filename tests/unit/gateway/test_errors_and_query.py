@@ -110,3 +110,31 @@ def test_results_are_encoded_like_grafana() -> None:
 def test_json_frames_pass_through_byte_for_byte() -> None:
     raw = b'{"schema":{"fields":[]},"data":{"values":[]}}'
     assert query.frames_as_json([raw], FrameFormat.JSON) == [raw]
+
+
+def test_hostile_bodies_are_refused_before_they_cost_memory() -> None:
+    def message(body: bytes) -> str:
+        with pytest.raises(GatewayError) as error:
+            query.parse_query_request(body, NOW)
+        assert error.value.status == 400
+        return error.value.message
+
+    # Nested 100,000 deep, or 200,000 tiny queries: refused by counting, before parsing.
+    assert "JSON objects and arrays" in message(b"[" * 100_000 + b"]" * 100_000)
+    many = b'{"queries":[' + b",".join([b'{"datasource":"x"}'] * 200_000) + b"]}"
+    assert "200002 JSON objects and arrays" in message(many)
+    # Deeper than Python's parser goes, yet within the count: still a 400.
+    deep = b'{"queries":[{"datasource":"x","m":' + b"[" * 5000 + b"]" * 5000 + b"}]}"
+    assert "nested too deeply" in message(deep)
+    hundred_and_one = json.dumps({"queries": [{"datasource": "x", "refId": str(i)}
+                                              for i in range(101)]}).encode()
+    assert "--max-queries-per-request" in message(hundred_and_one)
+
+
+def test_time_bounds_are_checked() -> None:
+    assert parse_time(0, NOW, field="from") == 0
+    assert parse_time(" 1700000000000 ", NOW, field="from") == 1_700_000_000_000
+    for bad in (None, {}, [], float("nan"), float("inf"), 1e30, -1, "now-99999999999999y",
+                "9" * 30, "\u0661"):
+        with pytest.raises(TimeRangeError):
+            parse_time(bad, NOW, field="from")
