@@ -36,6 +36,9 @@ GRPC_PORT = 10000
 HTTP_PORT = 9100
 GRPC_PORT_NAME = "grpc"
 HTTP_PORT_NAME = "http-metrics"
+# The port an attached Grafana calls: each call balanced over the Plugin's ready replicas.
+ATTACH_PORT = 11000
+ATTACH_PORT_NAME = "grpc-attach"
 # Sidecars share their pod's network namespace, so each gets its own pair of ports:
 # gRPC at SIDECAR_GRPC_BASE + n, HTTP at SIDECAR_HTTP_BASE + n, n = 0, 1, ...
 SIDECAR_GRPC_BASE = 10001
@@ -67,6 +70,13 @@ def _bounded(prefix: str, name: str, limit: int = _DNS_LABEL_MAX) -> str:
 def service_name(plugin_name: str) -> str:
     """The Service in front of a Plugin's backend pods (a DNS label)."""
     return _bounded("plugin", plugin_name)
+
+
+def peers_service_name(plugin_name: str) -> str:
+    """The headless Service listing a Plugin's ready backend pods, one address each: what
+    each pod's attach port looks up to balance calls over its peers (a DNS label)."""
+    suffix = "-peers"
+    return _bounded("plugin", plugin_name, _DNS_LABEL_MAX - len(suffix)) + suffix
 
 
 def pod_name(plugin_name: str, spec_hash: str, ordinal: int) -> str:
@@ -103,3 +113,14 @@ def backend_labels(plugin_name: str, plugin_id: str) -> dict[str, str]:
         LABEL_MANAGED_BY: MANAGED_BY,
         LABEL_NAME: "plugin-operator",
     }
+
+
+def attachment_object_name(attachment: str, purpose: str) -> str:
+    """A ConfigMap or NetworkPolicy a GrafanaAttachment owns: ``attach-<name>-<purpose>``."""
+    suffix = f"-{purpose}"
+    return _bounded("attach", attachment, _DNS_LABEL_MAX - len(suffix)) + suffix
+
+
+def attachment_install_container(plugin_id: str) -> str:
+    """The init container that installs a plugin's folder into an attached Grafana's pod."""
+    return _bounded("install", plugin_id)

@@ -100,7 +100,8 @@ def test_attach_report_and_detach(operator: OperatorProcess,
     assert SECRET_VALUE not in json.dumps(configmap)
     assert base64.b64encode(SECRET_VALUE.encode()).decode() not in json.dumps(configmap)
     (datasource,) = yaml.safe_load(document)["datasources"]
-    assert datasource["type"] == TESTDATA_ID and datasource["uid"] == "testdata-ds"
+    assert datasource["type"] == TESTDATA_ID
+    assert datasource["uid"] == "testdata-ds"
     assert datasource["secureJsonData"]["password"].startswith("$__file{")
     policy = operator.get("networkpolicy", "attach-grafana-grafana")
     assert policy["spec"]["ingress"][0]["from"] == [

@@ -94,8 +94,10 @@ def test_provisioning_never_copies_a_secret_value() -> None:
     (entry,) = parsed["datasources"]
     assert parsed["apiVersion"] == 1
     assert entry["type"] == "plugin-operator-sample-go"
-    assert entry["uid"] == "go-ds" and entry["access"] == "proxy"
-    assert entry["basicAuth"] is True and entry["basicAuthUser"] == "grafana"
+    assert entry["uid"] == "go-ds"
+    assert entry["access"] == "proxy"
+    assert entry["basicAuth"] is True
+    assert entry["basicAuthUser"] == "grafana"
     assert entry["jsonData"] == {"interval": "10s"}
     assert entry["secureJsonData"] == {
         "password": f"$__file{{{plan.SECRETS_ROOT}/db/pw}}",
@@ -178,4 +180,5 @@ def test_defaults() -> None:
                                   "plugins": [{"name": "a"}]})
     assert spec.plugins_path == "/var/lib/grafana/plugins"
     assert spec.provisioning_path == "/etc/grafana/provisioning"
-    assert spec.provision_datasources is False and spec.container is None
+    assert spec.provision_datasources is False
+    assert spec.container is None
