@@ -18,6 +18,9 @@ want="$(cd "$REPO_ROOT" && find pyproject.toml hatch_build.py operator/plugin_op
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   log "installing plugin-operator and its dev tools into $VENV"
   "$VENV/bin/pip" install --quiet --upgrade pip
-  "$VENV/bin/pip" install --quiet -e "$REPO_ROOT[dev]"
+  # grafana-client (a test dependency) pulls in urllib3-future, whose wheel replaces urllib3
+  # and breaks requests; built from source with this variable it installs beside urllib3.
+  URLLIB3_NO_OVERRIDE=1 PIP_NO_BINARY=urllib3-future \
+    "$VENV/bin/pip" install --quiet -e "$REPO_ROOT[dev]"
   echo "$want" > "$stamp"
 fi

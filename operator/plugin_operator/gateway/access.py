@@ -91,15 +91,28 @@ class TtlCache(Generic[K, V]):
             self._entries.popitem(last=False)
 
 
+# Where a caller whose datasource forwards its OAuth identity (jsonData.oauthPassThru) puts
+# its Kubernetes token, so that ``Authorization`` can carry the OAuth token for the plugin.
+GATEWAY_AUTHORIZATION = "X-Plugin-Operator-Authorization"
+
+
+def credential_header(headers: Mapping[str, str]) -> str:
+    """The header that carries the caller's Kubernetes token: ``X-Plugin-Operator-
+    Authorization`` when sent, else ``Authorization``."""
+    return GATEWAY_AUTHORIZATION if GATEWAY_AUTHORIZATION in headers else "Authorization"
+
+
 def bearer_token(headers: Mapping[str, str]) -> str | None:
-    """The token of an ``Authorization: Bearer`` header; None when there is no header."""
-    value = headers.get("Authorization")
+    """The token of an ``Authorization: Bearer`` header (or of ``X-Plugin-Operator-
+    Authorization`` when the caller sends one); None when there is no such header."""
+    header = credential_header(headers)
+    value = headers.get(header)
     if value is None:
         return None
     scheme, _, token = value.partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
-        raise unauthorized("the Authorization header must be 'Bearer <Kubernetes token>'")
+        raise unauthorized(f"the {header} header must be 'Bearer <Kubernetes token>'")
     if not (token.isascii() and token.isprintable()) or " " in token:
         # Kubernetes tokens are printable ASCII; anything else is not worth a TokenReview.
         raise unauthorized("the bearer token is malformed: Kubernetes tokens are printable "

@@ -15,7 +15,7 @@ from plugin_operator.protocol.models import (
 )
 from plugin_operator.protocol.stubs import backend_pb2 as pb
 
-from .errors import utf8_text
+from . import access
 from .world import PluginRecord
 
 # Grafana always sends these SQL connection defaults; SQL plugins read them.
@@ -100,16 +100,72 @@ def metrics_context(plugin_id: str) -> PluginContext:
     return PluginContext(plugin_id=plugin_id)
 
 
-FORWARDED_QUERY_HEADERS = ("X-Dashboard-Uid", "X-Panel-Id", "X-Query-Group-Id",
+# Grafana's tracing headers (clientmiddleware/tracing_header_middleware.go), alerting headers
+# (usealertingheaders_middleware.go) and the signed-in user's ID token (forward_id_middleware):
+# plugins receive them as ``http_<Header>``. Traceparent is ours (Grafana propagates trace
+# context in gRPC metadata instead).
+FORWARDED_QUERY_HEADERS = ("X-Query-Group-Id", "X-Panel-Id", "X-Panel-Plugin-Id",
+                           "X-Dashboard-Uid", "X-Dashboard-Title", "X-Panel-Title",
                            "X-Datasource-Uid", "X-Grafana-From-Expr", "X-Grafana-Org-Id",
-                           "X-Rule-Uid", "Traceparent")
+                           "X-Rule-Name", "X-Rule-Uid", "X-Rule-Folder", "X-Rule-Source",
+                           "X-Rule-Type", "X-Rule-Version", "X-Rule-Origin", "X-Grafana-Id",
+                           "Traceparent")
+# Sent under their own names, as Grafana's alerting sends them (FromAlert keeps its odd case).
+RAW_QUERY_HEADERS = ("FromAlert", "X-Cache-Skip")
+OAUTH_HEADERS = ("Authorization", "X-Id-Token")
 
 
-def forwarded_headers(incoming: Mapping[str, str], uid: str, org_id: int) -> dict[str, str]:
-    """The ``http_``-prefixed headers Grafana's middleware passes with queries. The caller's
-    Authorization header is the gateway's credential, never the plugin's, so it stays here."""
-    headers = {f"http_{name}": utf8_text(incoming[name], f"header {name}")
-               for name in FORWARDED_QUERY_HEADERS if name in incoming}
+def header_text(value: str) -> str:
+    """A header value as UTF-8 text: bytes that are not UTF-8 become U+FFFD, as Grafana
+    sanitizes them before they go into the plugin's protobuf request."""
+    if value.isascii():
+        return value
+    return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def kept_cookies(cookie_header: str, keep: object) -> str:
+    """The caller's cookies named in the datasource's ``jsonData.keepCookies``, in order."""
+    if not isinstance(keep, list) or not cookie_header:
+        return ""
+    names = {str(name) for name in keep}
+    kept = []
+    for part in cookie_header.split(";"):
+        name, sep, _ = part.strip().partition("=")
+        if sep and name in names:
+            kept.append(part.strip())
+    return "; ".join(kept)
+
+
+def passed_through(incoming: Mapping[str, str], json_data: Mapping[str, object]
+                   ) -> dict[str, str]:
+    """What the datasource's settings let through under Grafana's raw keys: the cookies
+    ``jsonData.keepCookies`` names (``Cookie``) and, with ``jsonData.oauthPassThru``, the
+    caller's ``Authorization`` and ``X-Id-Token`` -- but only when the caller sent its
+    Kubernetes token in ``X-Plugin-Operator-Authorization``: otherwise ``Authorization`` is
+    the gateway's credential and never reaches a plugin."""
+    headers: dict[str, str] = {}
+    cookies = kept_cookies(incoming.get("Cookie", ""), json_data.get("keepCookies"))
+    if cookies:
+        headers["Cookie"] = header_text(cookies)
+    if json_data.get("oauthPassThru") is True and access.GATEWAY_AUTHORIZATION in incoming:
+        for name in OAUTH_HEADERS:
+            value = incoming.get(name)
+            if value:
+                headers[name] = header_text(value)
+    return headers
+
+
+def forwarded_headers(incoming: Mapping[str, str], uid: str, org_id: int,
+                      json_data: Mapping[str, object] | None = None) -> dict[str, str]:
+    """The headers Grafana's middlewares pass with QueryData and CheckHealth: the tracing,
+    alerting and ID headers as ``http_<Header>``, ``FromAlert`` and ``X-Cache-Skip`` raw, and
+    what :func:`passed_through` lets through. ``X-Datasource-Uid`` and ``X-Grafana-Org-Id``
+    are always set (Grafana's frontend always sends them)."""
+    headers = {f"http_{name}": header_text(incoming[name])
+               for name in FORWARDED_QUERY_HEADERS if incoming.get(name)}
     headers["http_X-Datasource-Uid"] = uid
     headers["http_X-Grafana-Org-Id"] = str(org_id)
+    headers.update({name: header_text(incoming[name])
+                    for name in RAW_QUERY_HEADERS if incoming.get(name)})
+    headers.update(passed_through(incoming, json_data or {}))
     return headers

@@ -87,7 +87,9 @@ def from_plugin_error(exc: PluginError, *, other_message: str) -> GatewayError:
 
 
 def result_status(status: int, error: str) -> int:
-    """The status written for one query result: Grafana keeps 100-599, else guesses."""
+    """The status written for one query result: Grafana keeps 100-599 and reads anything
+    else as 500 (the SDK's StatusUnknown), error or not (both SDKs send 200 for success)."""
+    del error  # kept in the signature: the status does not depend on it, as in Grafana
     if 100 <= status <= 599:
         return status
-    return 500 if error else 200
+    return 500

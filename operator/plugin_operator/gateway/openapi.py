@@ -128,6 +128,48 @@ def _health(summary: str, ident: dict[str, Any]) -> dict[str, Any]:
         **_CALLER, **_FOUND, **_BACKEND}}}
 
 
+def _read(summary: str, params: list[dict[str, Any]], answer: dict[str, Any],
+          errors: dict[str, Any]) -> dict[str, Any]:
+    """A read-only registry route; POST, PUT and DELETE on it answer 405 (use kubectl)."""
+    return {"get": {"summary": summary, "parameters": [*params, _NAMESPACE], "responses": {
+        "200": {"description": "Found", "content": {_JSON: {"schema": answer}}},
+        **_CALLER, **errors}}}
+
+
+def _registry_paths() -> dict[str, Any]:
+    obj = {"type": "object"}
+    name = {"name": "name", "in": "path", "required": True, "schema": _NAME,
+            "description": "DataSourceInstance spec.name"}
+    ident = {"name": "id", "in": "path", "required": True, "schema": _NAME,
+             "description": "The datasource's numeric id (Grafana's dtos.DataSource id)"}
+    return {
+        "/api/datasources": _read("DataSourceInstances the caller may get, in Grafana's "
+                                  "DataSourceListItemDTO shape", [],
+                                  {"type": "array", "items": obj}, {}),
+        "/api/datasources/uid/{uid}": _read("A datasource by uid (Grafana's dtos.DataSource)",
+                                            [_UID], obj, _FOUND),
+        "/api/datasources/name/{name}": _read("A datasource by name", [name], obj, _FOUND),
+        "/api/datasources/id/{name}": _read("The id of a datasource by name: {\"id\": n}",
+                                            [name], obj, _FOUND),
+        "/api/datasources/{id}": _read("A datasource by numeric id", [ident], obj,
+                                       {**_BAD_INPUT, **_FOUND}),
+        "/api/plugins/errors": _read("Rejected plugins: {pluginId, errorCode, pluginType}", [],
+                                     {"type": "array", "items": obj}, {}),
+        "/api/plugins/{pluginId}/settings": _read("Grafana's plugin settings (PluginSetting)",
+                                                  [_PLUGIN_ID], obj, _FOUND),
+        "/api/frontend/settings": {"get": {
+            "summary": "Grafana's frontend settings, only buildInfo (version, commit)",
+            "security": [], "responses": {
+                "200": {"description": "buildInfo", "content": {_JSON: {"schema": obj}}}}}},
+        "/api/health": {"get": {
+            "summary": "Grafana's health: database is the routing table's readiness",
+            "security": [], "responses": {
+                "200": {"description": "ready", "content": {_JSON: {"schema": obj}}},
+                "503": {"description": "not ready (routing table not synced, or draining)",
+                        "content": {_JSON: {"schema": obj}}}}}},
+    }
+
+
 def document(version: str) -> dict[str, Any]:
     query_answer = {_JSON: {"schema": {"$ref": "#/components/schemas/QueryDataResponse"}},
                     "multipart/mixed": {"schema": {"type": "string"},
@@ -189,6 +231,7 @@ def document(version: str) -> dict[str, Any]:
                     "304": {"description": "Not modified (If-None-Match)"},
                     **_FOUND,
                     "502": _error("The plugin's verified archive cannot be fetched")}}},
+            **_registry_paths(),
             "/metrics/plugins/{pluginId}": {"get": {
                 "summary": "The plugin's CollectMetrics (Prometheus text)",
                 "parameters": [_PLUGIN_ID, _NAMESPACE],

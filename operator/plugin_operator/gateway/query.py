@@ -140,6 +140,9 @@ class QueryResult:
     error: str = ""
     error_source: str = ""
     frames: list[bytes] = field(default_factory=list)
+    # Grafana writes "frames": [] for every answer a plugin gave (the SDK decodes it into a
+    # non-nil list) and no "frames" key for a datasource that failed as a whole.
+    from_plugin: bool = True
 
 
 def frames_as_json(frames: Sequence[bytes], fmt: FrameFormat) -> list[bytes]:
@@ -168,7 +171,7 @@ def encode_results(results: Mapping[str, QueryResult]) -> bytes:
             parts.append(b'"error":' + json.dumps(result.error).encode() + b',"errorSource":'
                          + json.dumps(result.error_source).encode() + b",")
         parts.append(b'"status":' + str(result.status).encode())
-        if result.frames:
+        if result.from_plugin:
             parts.append(b',"frames":[')
             parts.append(b",".join(result.frames))
             parts.append(b"]")
@@ -184,4 +187,5 @@ def overall_status(results: Mapping[str, QueryResult]) -> int:
 
 def failed_results(ref_ids: Sequence[str], error: GatewayError) -> dict[str, QueryResult]:
     """One datasource of several failed as a whole: each of its queries reports why."""
-    return {ref: QueryResult(error.status, error.message, "plugin") for ref in ref_ids}
+    return {ref: QueryResult(error.status, error.message, "plugin", from_plugin=False)
+            for ref in ref_ids}

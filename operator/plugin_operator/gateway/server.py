@@ -42,6 +42,7 @@ from .errors import GatewayError, from_plugin_error, overloaded, utf8_text
 from .limits import Limits, check_result_size
 from .metrics import NO_LABEL, UNKNOWN, GatewayMetrics
 from .quarantine import Quarantine, fingerprint, lost_while_serving
+from .registry import Registry
 from .routing import ResolvedDataSource, RouteLookupError, RoutingTable
 from .streams import StreamHub, StreamTarget
 from .timerange import shown
@@ -58,7 +59,9 @@ PLUGIN_LABEL = web.RequestKey("plugin", str)
 UID_LABEL = web.RequestKey("uid", str)
 MAX_CONCURRENT_DATASOURCES = 8  # Grafana's limit for one /api/ds/query
 # Request headers a plugin must never see: the gateway's own credential and hop-by-hop ones.
+# X-Id-Token and cookies come back only as the datasource's settings allow (passed_through).
 _DROPPED_REQUEST_HEADERS = frozenset({"authorization", "cookie", "connection", "keep-alive",
+                                      "x-plugin-operator-authorization", "x-id-token",
                                       "proxy-authorization", "te", "trailer",
                                       "transfer-encoding", "upgrade", "host",
                                       "content-length"})
@@ -166,6 +169,7 @@ class Gateway:
         r.add_get("/metrics", self.own_metrics)
         r.add_get("/healthz", self.healthz)
         r.add_get("/readyz", self.readyz)
+        Registry(self).add_routes(r)  # datasources, /api/health, plugin errors and settings
         return app
 
     def _expect(self, limit: int, setting: str
@@ -299,6 +303,11 @@ class Gateway:
                               request)
         return plugin
 
+    # What other route modules (registry.py) use.
+    identity = _identity
+    authorize = _authorize
+    app_plugin = _app_plugin
+
     def _app_context(self, plugin: PluginRecord, identity: Identity) -> PluginContext:
         settings = _lookup(lambda: self.table.app_settings(plugin))
         return context.app_context(self.config.context, plugin, settings,
@@ -340,7 +349,8 @@ class Gateway:
             message = convert.query_data_request_to_proto(QueryDataRequest(
                 plugin_context=_NO_CONTEXT, queries=batch.queries, format=fmt,
                 headers=context.forwarded_headers(request.headers, uid,
-                                                  self.config.context.org_id)))
+                                                  self.config.context.org_id,
+                                                  resolved.record.spec.json_data)))
             message.pluginContext.CopyFrom(self.contexts.get(
                 resolved.plugin, resolved.settings, identity.username,
                 resolved.record.key.namespace))
@@ -424,8 +434,8 @@ class Gateway:
     # ---- resources ----
 
     @staticmethod
-    def _resource_request(request: web.Request, body: bytes, ctx: PluginContext
-                          ) -> CallResourceRequest:
+    def _resource_request(request: web.Request, body: bytes, ctx: PluginContext,
+                          passed: Mapping[str, str] | None = None) -> CallResourceRequest:
         path = utf8_text(request.match_info.get("path", ""), "the resource path")
         url = path + (f"?{request.query_string}" if request.query_string else "")
         headers: dict[str, list[str]] = {}
@@ -433,6 +443,8 @@ class Gateway:
             if name.lower() not in _DROPPED_REQUEST_HEADERS:
                 headers.setdefault(utf8_text(name, "a header name"), []).append(
                     utf8_text(value, f"header {name!r}"))
+        for name, value in (passed or {}).items():
+            headers[name] = [value]
         return CallResourceRequest(plugin_context=ctx, path=path, method=request.method,
                                    url=url, headers=headers, body=body)
 
@@ -479,7 +491,9 @@ class Gateway:
     async def ds_resource(self, request: web.Request) -> web.StreamResponse:
         resolved = await self._datasource(request, request.match_info["uid"])
         call = self._resource_request(request, await self._resource_body(request),
-                                      self._ds_context(resolved, request[IDENTITY]))
+                                      self._ds_context(resolved, request[IDENTITY]),
+                                      context.passed_through(request.headers,
+                                                             resolved.record.spec.json_data))
         return await self._stream_resource(request, resolved.plugin.spec.plugin_id,
                                            resolved.endpoints, call)
 
@@ -493,12 +507,13 @@ class Gateway:
     # ---- health and metrics ----
 
     async def _health(self, plugin_id: str, endpoints: tuple[str, ...],
-                      ctx: PluginContext) -> web.Response:
+                      ctx: PluginContext, headers: dict[str, str] | None = None
+                      ) -> web.Response:
         with self._admitted(plugin_id):
             try:
                 result = await self.upstream.call(
                     plugin_id, "CheckHealth", endpoints,
-                    lambda e: e.client.check_health(CheckHealthRequest(ctx),
+                    lambda e: e.client.check_health(CheckHealthRequest(ctx, headers or {}),
                                                     timeout=self.config.call_timeout_seconds))
             except PluginError as exc:
                 if exc.code is grpc.StatusCode.UNIMPLEMENTED:
@@ -514,7 +529,11 @@ class Gateway:
     async def ds_health(self, request: web.Request) -> web.Response:
         resolved = await self._datasource(request, request.match_info["uid"])
         return await self._health(resolved.plugin.spec.plugin_id, resolved.endpoints,
-                                  self._ds_context(resolved, request[IDENTITY]))
+                                  self._ds_context(resolved, request[IDENTITY]),
+                                  context.forwarded_headers(request.headers,
+                                                            resolved.record.spec.uid,
+                                                            self.config.context.org_id,
+                                                            resolved.record.spec.json_data))
 
     async def app_health(self, request: web.Request) -> web.Response:
         plugin = await self._app_plugin(request, request.match_info["plugin_id"])

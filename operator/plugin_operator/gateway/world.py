@@ -56,6 +56,10 @@ class PluginFacts:
     artifact_sha256: str = ""
     artifact_size: int = 0
     artifact_url: str = ""
+    # Why a Rejected plugin was refused: Grafana's error code when it is a signature problem
+    # (status.signature.errorCode), and status.message ("[<code>] <why>").
+    signature_error_code: str = ""
+    message: str = ""
 
 
 @dataclass(frozen=True)
@@ -109,7 +113,9 @@ def parse_plugin(obj: Mapping[str, Any]) -> PluginRecord:
         signature_org=str(signature.get("org") or ""),
         artifact_sha256=str(artifact.get("sha256") or ""),
         artifact_size=int(artifact.get("size") or 0),
-        artifact_url=str(artifact.get("url") or ""))
+        artifact_url=str(artifact.get("url") or ""),
+        signature_error_code=str(signature.get("errorCode") or ""),
+        message=str(status.get("message") or ""))
     return PluginRecord(key, spec, str(status.get("phase") or ""), facts)
 
 

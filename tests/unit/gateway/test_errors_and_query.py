@@ -34,9 +34,11 @@ def test_plugin_errors_map_to_grafanas_statuses(exc: PluginError, status: int) -
 
 
 def test_result_status_follows_grafana() -> None:
-    assert result_status(0, "") == 200
+    # The SDK reads a status outside 100-599 as StatusUnknown (500), error or not.
+    assert result_status(0, "") == 500
     assert result_status(0, "bad") == 500
-    assert result_status(1000, "") == 200
+    assert result_status(1000, "") == 500
+    assert result_status(200, "") == 200
     assert result_status(502, "bad") == 502
 
 
@@ -94,7 +96,8 @@ def test_results_are_encoded_like_grafana() -> None:
     frame = Frame("f", [Field.of("v", FieldType.INT64, [1, 2])], ref_id="A")
     results = {
         "B": query.result_from_response([], FrameFormat.JSON, "it broke", 0, "downstream"),
-        "A": query.result_from_response([frame_to_arrow(frame)], FrameFormat.ARROW, "", 0, ""),
+        "A": query.result_from_response([frame_to_arrow(frame)], FrameFormat.ARROW, "", 200,
+                                        ""),
     }
     encoded = query.encode_results(results)
     decoded = json.loads(encoded)
@@ -102,7 +105,7 @@ def test_results_are_encoded_like_grafana() -> None:
     assert decoded["results"]["A"] == {"status": 200,
                                        "frames": [json.loads(frame_to_json(frame))]}
     assert decoded["results"]["B"] == {"error": "it broke", "errorSource": "downstream",
-                                       "status": 500}
+                                       "status": 500, "frames": []}
     assert query.overall_status(results) == 400
     assert query.overall_status({"A": results["A"]}) == 200
 
