@@ -62,6 +62,11 @@ app.kubernetes.io/component: {{ .component }}
 {{- printf "http://%s.%s.svc.%s:%d" (include "po.fullname" .) .Release.Namespace .Values.clusterDomain (int .Values.operator.ports.artifacts) -}}
 {{- end -}}
 
+{{/* The gateways' copies of the verified archives (the gateway Service's artifacts port). */}}
+{{- define "po.artifactMirrorUrl" -}}
+{{- printf "http://%s.%s.svc.%s:%d" (include "po.gatewayName" .) .Release.Namespace .Values.clusterDomain (int .Values.gateway.artifactMirror.port) -}}
+{{- end -}}
+
 {{/* Paths of trusted key files inside the operator container. */}}
 {{- define "po.trustedKeyPaths" -}}
 {{- $paths := list -}}

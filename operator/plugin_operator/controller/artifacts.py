@@ -1,7 +1,10 @@
 """The content-addressed archive cache, and the HTTP endpoint plugin pods fetch it from.
 
 Archives are stored under their SHA-256 and served as ``GET /artifacts/<sha256>``; a pod's
-init step checks the digest again, so the network between them needs no trust.
+init step checks the digest again, so the network between them needs no trust. Only archives
+that passed verification for some Plugin are served: a rejected archive, or one still being
+checked, answers 404. The cache is bounded: :class:`ArtifactCollector` evicts the archives no
+Plugin uses (``maxBytes``), oldest first.
 
 Plugins delivered in images come in the other way: a pod the operator started packs the
 plugin folder and sends it as ``PUT /uploads/<token>``. Only tokens the operator handed out
@@ -10,12 +13,16 @@ are accepted, each once, and what arrives is verified like any other archive.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import logging
 import os
 import re
 import secrets
+import shutil
 import tempfile
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -24,13 +31,93 @@ from aiohttp import web
 
 _SHA256 = re.compile(r"^[a-f0-9]{64}$")
 Owner = TypeVar("Owner")
+log = logging.getLogger(__name__)
+# An archive no Plugin names is kept this long (it may be on its way through verification,
+# or a Plugin's status may not name it yet), unless the cache is over its bound.
+UNUSED_GRACE_SECONDS = 600.0
+COLLECT_INTERVAL_SECONDS = 60.0
 
 
 class ArtifactStore:
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, max_bytes: int = 0,
+                 clock: Callable[[], float] = time.time) -> None:
+        """``max_bytes``: the bound :meth:`collect` keeps archives within (0: none)."""
         self.directory = directory
         self.archives = directory / "archives"
         self.archives.mkdir(parents=True, exist_ok=True)
+        self.max_bytes = max_bytes
+        self.clock = clock
+        # Digests verified for some Plugin since this process started: the only ones served.
+        # (A persistent cache's archives are served again once a reconcile re-verifies them.)
+        self._servable: set[str] = set()
+
+    def mark_verified(self, sha256: str) -> None:
+        if self.has(sha256):
+            self._servable.add(sha256)
+
+    def servable(self, sha256: str) -> bool:
+        return sha256 in self._servable and self.has(sha256)
+
+    def touch(self, sha256: str) -> None:
+        """Record a use: eviction goes oldest first."""
+        try:
+            os.utime(self.path(sha256))
+        except OSError:
+            return
+
+    def remove(self, sha256: str) -> None:
+        self._servable.discard(sha256)
+        self.path(sha256).unlink(missing_ok=True)
+
+    def digests(self) -> list[str]:
+        return [p.name for p in self.archives.iterdir() if _SHA256.match(p.name)]
+
+    def collect(self, in_use: Collection[str]) -> list[str]:
+        """Evict archives that no Plugin uses: those unused for UNUSED_GRACE_SECONDS, then,
+        while the cache is over ``max_bytes``, the oldest unused ones. Archives in use are
+        never evicted (a cache too small for them is logged). Returns the evicted digests."""
+        now = self.clock()
+        entries = []
+        for digest in self.digests():
+            try:
+                stat = self.path(digest).stat()
+            except FileNotFoundError:
+                continue
+            entries.append((stat.st_mtime, digest, stat.st_size))
+        entries.sort()
+        total = sum(size for _, _, size in entries)
+        evicted = []
+        for mtime, digest, size in entries:
+            if digest in in_use:
+                continue
+            if now - mtime >= UNUSED_GRACE_SECONDS or (self.max_bytes and
+                                                       total > self.max_bytes):
+                self.remove(digest)
+                total -= size
+                evicted.append(digest)
+        if self.max_bytes and total > self.max_bytes:
+            log.warning("the archives Plugins use take %d bytes, more than the artifact cache's "
+                        "bound of %d; raise operator.artifactCache.maxBytes", total,
+                        self.max_bytes)
+        self._clean_leftovers(now)
+        return evicted
+
+    def _clean_leftovers(self, now: float) -> None:
+        """Scratch folders and partial files a crash left behind."""
+        for folder, prefixes in ((self.directory, (".work-",)),
+                                 (self.archives, (".incoming-", ".archive.fetch-"))):
+            for entry in folder.iterdir():
+                if not entry.name.startswith(prefixes):
+                    continue
+                try:
+                    if now - entry.stat().st_mtime < UNUSED_GRACE_SECONDS:
+                        continue
+                except FileNotFoundError:
+                    continue
+                if entry.is_dir():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    entry.unlink(missing_ok=True)
 
     def path(self, sha256: str) -> Path:
         if not _SHA256.match(sha256):
@@ -105,6 +192,51 @@ class UploadDesk(Generic[Owner]):
         return True
 
 
+def digests_in_use(plugins: Iterable[Mapping[str, Any]]) -> set[str]:
+    """The archives Plugins use: the one each Plugin's status names and the one its spec pins,
+    except for rejected Plugins (nothing runs for them)."""
+    used: set[str] = set()
+    for plugin in plugins:
+        status = plugin.get("status") or {}
+        if status.get("phase") == "Rejected":
+            continue
+        recorded = str((status.get("artifact") or {}).get("sha256") or "").lower()
+        pinned = str(((plugin.get("spec") or {}).get("source") or {}).get("sha256") or "")
+        pinned = pinned.strip().lower().removeprefix("sha256:")
+        used.update(d for d in (recorded, pinned) if _SHA256.match(d))
+    return used
+
+
+class ArtifactCollector:
+    """Keeps the store within its bound, on a timer: asks which digests Plugins use, evicts
+    the rest (see :meth:`ArtifactStore.collect`), then tells ``on_evicted``."""
+
+    def __init__(self, store: ArtifactStore,
+                 in_use: Callable[[], Awaitable[Collection[str]]],
+                 on_evicted: Callable[[list[str]], None] = lambda digests: None,
+                 interval: float = COLLECT_INTERVAL_SECONDS) -> None:
+        self.store = store
+        self.in_use = in_use
+        self.on_evicted = on_evicted
+        self.interval = interval
+
+    async def collect_once(self) -> list[str]:
+        used = await self.in_use()
+        evicted = await asyncio.to_thread(self.store.collect, used)
+        if evicted:
+            log.info("artifact cache: evicted %d archive(s) no Plugin uses", len(evicted))
+            self.on_evicted(evicted)
+        return evicted
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                await self.collect_once()
+            except Exception:
+                log.warning("artifact cache collection failed", exc_info=True)
+
+
 def artifact_routes(store: ArtifactStore, desk: UploadDesk[Any] | None = None,
                     max_upload_bytes: int = 0) -> web.RouteTableDef:
     routes = web.RouteTableDef()
@@ -115,8 +247,12 @@ def artifact_routes(store: ArtifactStore, desk: UploadDesk[Any] | None = None,
         if not _SHA256.match(digest):
             raise web.HTTPBadRequest(text="artifact names are SHA-256 digests (64 hex digits)\n")
         path = store.path(digest)
-        if not path.is_file():
-            raise web.HTTPNotFound(text=f"no artifact {digest} in this operator's cache\n")
+        if not store.servable(digest):
+            # Missing, not verified (yet) or rejected: the same answer, so that a pod's fetch
+            # tries its other sources.
+            raise web.HTTPNotFound(text=f"no verified artifact {digest} in this operator's "
+                                        "cache\n")
+        store.touch(digest)
         # Content-addressed: the bytes behind a name never change.
         return web.FileResponse(path, headers={
             "ETag": f'"{digest}"', "Cache-Control": "public, max-age=31536000, immutable",

@@ -10,6 +10,8 @@
       directory: /var/cache/plugin-operator
       port: 8081
       url: http://plugin-operator.plugin-operator.svc:8081   # how pods reach the cache
+      mirrors: [http://plugin-operator-gateway.plugin-operator.svc:8001]  # copies elsewhere
+      maxBytes: 1073741824             # archives beyond this that no Plugin uses are evicted
     metricsPort: 8080
     healthPort: 8082
     backoff: {initial: 1s, max: 5m, resetAfter: 10m}
@@ -66,6 +68,10 @@ class OperatorConfig:
     artifacts_directory: Path = Path("/var/cache/plugin-operator")
     artifacts_port: int = 8081
     artifacts_url: str = "http://plugin-operator.plugin-operator.svc:8081"
+    # Other caches serving the same /artifacts/<sha256> (the gateways' mirrors): backend pods
+    # fall back to them, and a restarted operator refills its own cache from them.
+    artifacts_mirrors: tuple[str, ...] = ()
+    artifacts_max_bytes: int = 1024 * 1024 * 1024
     metrics_port: int = 8080
     health_port: int = 8082
     backoff: BackoffSettings = field(default_factory=BackoffSettings)
@@ -86,6 +92,8 @@ _SETTINGS: dict[str, tuple[str, str]] = {
     "artifacts.directory": ("path", "artifacts_directory"),
     "artifacts.port": ("port", "artifacts_port"),
     "artifacts.url": ("url", "artifacts_url"),
+    "artifacts.mirrors": ("urls", "artifacts_mirrors"),
+    "artifacts.maxBytes": ("int", "artifacts_max_bytes"),
     "metricsPort": ("port", "metrics_port"),
     "healthPort": ("port", "health_port"),
     "backoff.initial": ("duration", "backoff.initial"),
@@ -113,10 +121,13 @@ def _convert(kind: str, value: Any, setting: str, origin: str) -> Any:
     # Environment variables can only spell lists as comma-separated text; a file must use
     # a YAML list, so that a forgotten dash is an error rather than a one-item list.
     from_env = origin.startswith(ENV_PREFIX) and isinstance(value, str)
-    if kind in ("list", "paths"):
+    if kind in ("list", "paths", "urls"):
         items = [v.strip() for v in value.split(",") if v.strip()] if from_env else value
         if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
             raise ConfigError(f"{where} must be a list of strings, not {value!r}")
+        if kind == "urls" and not all(i.startswith(("http://", "https://")) for i in items):
+            raise ConfigError(f"{where} must be a list of http:// or https:// URLs, not "
+                              f"{value!r}")
         return tuple(Path(i) for i in items) if kind == "paths" else tuple(items)
     if kind in ("int", "port"):
         try:

@@ -9,6 +9,7 @@ archive digest and policy, so a steady-state pass does no I/O at all.
 from __future__ import annotations
 
 import asyncio
+import logging
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -18,11 +19,15 @@ from plugin_operator.controller.config import OperatorConfig
 from plugin_operator.controller.podspec import Artifact
 from plugin_operator.models.resources import PluginSpec, SignaturePolicy
 from plugin_operator.package.archive import ArchiveError, ExtractionLimits, extract_archive
-from plugin_operator.package.fetch import FetchError, download, normalise_sha256
+from plugin_operator.package.fetch import FetchError, download, first_of, normalise_sha256
 from plugin_operator.package.plugin_json import PluginJson, PluginJsonError, resolve_executable
 from plugin_operator.signatures.keys import TrustedKeyError, TrustedKeys
 from plugin_operator.signatures.model import SignatureResult, VerifyConfig
 from plugin_operator.signatures.policy import LoadPolicy, evaluate
+
+log = logging.getLogger(__name__)
+# One attempt at a mirror: they are in the cluster, and the plugin's own source comes next.
+MIRROR_TIMEOUT_SECONDS = 10.0
 
 
 class PackageError(Exception):
@@ -99,11 +104,17 @@ class PackagePipeline:
         self._verdicts: dict[tuple[str, str, str, bool], VerifiedPackage | PackageError] = {}
         self._keys: TrustedKeys | None = None
 
-    async def fetch(self, source: ArchiveInput) -> Artifact:
-        """Put the archive into the store (a pinned digest already there is not fetched)."""
+    async def fetch(self, source: ArchiveInput, known: str | None = None) -> Artifact:
+        """Put the archive into the store (a pinned digest already there is not fetched).
+
+        A pinned digest, or ``known`` (the digest this source gave before, for an unpinned
+        URL), missing from the store is first copied back from the mirrors: after a restart
+        the cache is empty, and the plugin's source may be down or have changed."""
         pinned = _normalised(source.sha256)
-        if pinned and self.store.has(pinned):
-            return Artifact(pinned, self.store.size(pinned))
+        wanted = pinned or _normalised(known)
+        if wanted and (self.store.has(wanted) or (isinstance(source, UrlInput)
+                                                  and await self.refill(wanted))):
+            return Artifact(wanted, self.store.size(wanted))
         if isinstance(source, BytesInput):
             digest, size = self.store.put_bytes(source.data)
             if pinned and digest != pinned:
@@ -112,6 +123,38 @@ class PackagePipeline:
                                    f" pins {pinned}; update the pin or the archive")
             return Artifact(digest, size)
         return await asyncio.to_thread(self._download, source.url, pinned)
+
+    async def refill(self, sha256: str) -> bool:
+        """Copy archive ``sha256`` from a mirror into the store; False when none has it."""
+        if self.store.has(sha256):
+            return True
+        if not self.config.artifacts_mirrors:
+            return False
+        try:
+            await asyncio.to_thread(self._from_mirrors, sha256)
+        except FetchError as exc:
+            log.info("artifact %s is on no mirror: %s", sha256, exc)
+            return False
+        log.info("artifact %s copied back from a mirror", sha256)
+        return True
+
+    def _from_mirrors(self, sha256: str) -> None:
+        scratch = self.store.scratch()
+        try:
+            target = scratch / "archive"
+            urls = [f"{m.rstrip('/')}/artifacts/{sha256}" for m in self.config.artifacts_mirrors]
+            # download() checks the digest: a mirror can only give the right bytes.
+            first_of(urls, lambda url: download(url, target, sha256,
+                                                self.limits.max_total_bytes,
+                                                timeout=MIRROR_TIMEOUT_SECONDS))
+            self.store.adopt(target, sha256)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    def forget(self, digests: list[str]) -> None:
+        """Drop the verdicts of evicted archives."""
+        gone = set(digests)
+        self._verdicts = {k: v for k, v in self._verdicts.items() if k[0] not in gone}
 
     def _download(self, url: str, pinned: str | None) -> Artifact:
         scratch = self.store.scratch()
@@ -140,6 +183,8 @@ class PackagePipeline:
             self._verdicts[key] = cached
         if isinstance(cached, PackageError):
             raise cached
+        # Verified for this Plugin: pods may now fetch it (rejected archives never are).
+        self.store.mark_verified(artifact.sha256)
         return cached
 
     def _verify(self, artifact: Artifact, spec: PluginSpec,

@@ -15,7 +15,13 @@ from typing import TypeVar
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from plugin_operator.controller.artifacts import ArtifactStore, UploadDesk, artifact_routes
+from plugin_operator.controller.artifacts import (
+    ArtifactCollector,
+    ArtifactStore,
+    UploadDesk,
+    artifact_routes,
+    digests_in_use,
+)
 from plugin_operator.controller.attachments import AttachmentKey, AttachmentService
 from plugin_operator.controller.backoff import Backoff
 from plugin_operator.controller.config import OperatorConfig
@@ -27,7 +33,8 @@ from plugin_operator.controller.plugins import PluginKey, PluginService
 from plugin_operator.controller.sidecars import SidecarService, TargetKey
 from plugin_operator.controller.workqueue import WorkQueue
 from plugin_operator.kube.client import api_client
-from plugin_operator.kube.rest import KubeApi
+from plugin_operator.kube.rest import KubeApi, group_path
+from plugin_operator.models.resources import API_VERSION, PLUGIN_PLURAL
 
 log = logging.getLogger(__name__)
 K = TypeVar("K")
@@ -49,8 +56,11 @@ class Runtime:
 
     async def start(self) -> None:
         kube = self._api = await api_client(self.kubeconfig)
-        store = ArtifactStore(self.config.artifacts_directory)
+        store = ArtifactStore(self.config.artifacts_directory, self.config.artifacts_max_bytes)
         pipeline = PackagePipeline(store, self.config)
+        collector = ArtifactCollector(store, lambda: self._digests_in_use(kube),
+                                      on_evicted=pipeline.forget)
+        self._tasks.append(asyncio.create_task(collector.run()))
         events = EventRecorder(kube)
         self.events = events
         self.sidecar_service = SidecarService(kube, self.config, events,
@@ -72,6 +82,13 @@ class Runtime:
         await self._serve(self.config.metrics_port, _metrics_routes())
         log.info("operator runtime started: artifacts on :%d, metrics on :%d",
                  self.config.artifacts_port, self.config.metrics_port)
+
+    async def _digests_in_use(self, kube: KubeApi) -> set[str]:
+        namespaces: tuple[str | None, ...] = self.config.namespaces or (None,)
+        plugins = []
+        for namespace in namespaces:
+            plugins += await kube.list(group_path(API_VERSION, namespace, PLUGIN_PLURAL))
+        return digests_in_use(plugins)
 
     def _spawn(self, queue: WorkQueue[K],
                reconcile: Callable[[K], Awaitable[float | None]]) -> None:

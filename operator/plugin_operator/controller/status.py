@@ -36,6 +36,42 @@ def condition(previous: Sequence[Mapping[str, Any]], type_: str, status: bool | 
             "lastTransitionTime": since, "observedGeneration": generation}
 
 
+# status.lastFailure.message: at most this many characters.
+MESSAGE_LIMIT = 2048
+# Of those, the opening lines get up to this share: a crash names its cause first (Go's
+# "panic: ..." or "fatal error: ...", then the signal), and the lines the plugin printed last
+# (often request logs) come after it.
+_HEAD_SHARE = 0.375
+_HEAD_LINES = 4
+
+
+def abbreviate(message: str, limit: int = MESSAGE_LIMIT) -> str:
+    """``message`` within ``limit`` characters: its first lines and its last lines, with a
+    marker saying how much was left out between them. Short messages stay as they are."""
+    if len(message) <= limit:
+        return message
+    head_budget = int(limit * _HEAD_SHARE)
+    head = ""
+    for line in message.splitlines(keepends=True)[:_HEAD_LINES]:
+        if len(head) + len(line) > head_budget:
+            if not head:  # one very long first line: keep its start
+                head = line[:head_budget].rstrip("\n") + "\n"
+            break
+        head += line
+    if not head.endswith("\n"):
+        head += "\n"
+    # The marker's length depends on the count it names; reserve room for the largest.
+    marker_room = len(f"[... {len(message)} characters left out ...]\n")
+    tail_budget = limit - len(head) - marker_room
+    tail = message[len(message) - tail_budget:] if tail_budget > 0 else ""
+    newline = tail.find("\n")
+    if 0 <= newline < len(tail) - 1:
+        tail = tail[newline + 1:]  # start at a whole line
+    omitted = len(message) - len(head.rstrip("\n")) - len(tail)
+    result = f"{head}[... {max(omitted, 0)} characters left out ...]\n{tail}"
+    return result[:limit]
+
+
 @dataclass(frozen=True)
 class Failure:
     pod: str
@@ -45,7 +81,7 @@ class Failure:
         finished = self.termination.finished_at
         return {"pod": self.pod, "exitCode": self.termination.exit_code,
                 "reason": self.termination.reason or "Error",
-                "message": self.termination.message[-2048:],
+                "message": abbreviate(self.termination.message, MESSAGE_LIMIT),
                 "time": timestamp(finished or now)}
 
 

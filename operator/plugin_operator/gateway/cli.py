@@ -82,6 +82,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--asset-cache", type=Path,
                         default=Path("/tmp/plugin-operator-gateway-assets"),
                         help="where verified plugin frontends are extracted")
+    parser.add_argument("--artifact-mirror-port", type=int, default=0,
+                        help="keep a copy of verified plugin archives and serve them as "
+                             "/artifacts/<sha256> on this port (0: off)")
+    parser.add_argument("--artifact-mirror-dir", type=Path,
+                        default=Path("/var/cache/plugin-operator-mirror"),
+                        help="where the mirrored archives are kept")
+    parser.add_argument("--artifact-mirror-max-bytes", type=_positive, default=1 << 30,
+                        help="at most this many bytes of mirrored archives")
+    parser.add_argument("--artifact-source", action="append", default=[], metavar="URL",
+                        help="base URL the mirror copies archives from (the operator's cache, "
+                             "then the gateway Service for a peer's copy); repeatable")
     parser.add_argument("--log-level", default="INFO")
     parser.add_argument("--event-loop", choices=("uvloop", "asyncio"), default="uvloop",
                         help="uvloop (default; libuv's loop spends less CPU per request) or "
@@ -132,6 +143,15 @@ async def _serve(args: argparse.Namespace) -> int:
     else:
         watcher = asyncio.create_task(watch_cluster(
             api, gateway, collections(args.namespace, args.pod_name, args.pod_namespace)))
+    mirror_runner: web.AppRunner | None = None
+    if args.artifact_mirror_port:
+        from .artifact_mirror import ArtifactMirror, MirroredAssetStore, serve_mirror
+
+        mirror = ArtifactMirror(args.artifact_mirror_dir, args.artifact_mirror_max_bytes,
+                                args.artifact_source, table)
+        gateway.assets = MirroredAssetStore(args.asset_cache, mirror)
+        mirror_task = asyncio.create_task(mirror.run())
+        mirror_runner = await serve_mirror(mirror, args.bind, args.artifact_mirror_port)
     runner = web.AppRunner(gateway.app(), access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, args.bind, args.port, backlog=1024)
@@ -155,6 +175,9 @@ async def _serve(args: argparse.Namespace) -> int:
     if not await gateway.drain(args.drain_seconds):
         log.warning("requests still in flight after %.0fs; closing anyway", args.drain_seconds)
     await runner.cleanup()
+    if mirror_runner is not None:
+        mirror_task.cancel()
+        await mirror_runner.cleanup()
     if watcher is not None:
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -12,7 +12,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,9 +30,12 @@ class FetchError(ValueError):
     """The archive could not be fetched, or is not the one that was pinned. ``transient``
     marks failures that may pass on their own (no route yet, DNS, a server error)."""
 
-    def __init__(self, message: str, *, transient: bool = False) -> None:
+    def __init__(self, message: str, *, transient: bool = False,
+                 missing: bool = False) -> None:
         super().__init__(message)
         self.transient = transient
+        # The server answered 404: a cache that does not hold the archive (yet).
+        self.missing = missing
 
 
 def retrying(action: Callable[[], T], seconds: float, report: Callable[[str], None]) -> T:
@@ -95,7 +98,7 @@ def open_url(request: urllib.request.Request, timeout: float, what: str) -> IO[b
             detail = exc.read(2000).decode("utf-8", errors="replace").strip()
         raise FetchError(f"{what} failed: HTTP {exc.code} {exc.reason}"
                          + (f": {detail}" if detail else ""),
-                         transient=exc.code >= 500) from None
+                         transient=exc.code >= 500, missing=exc.code == 404) from None
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise FetchError(f"{what} failed: {reason}", transient=True) from None
@@ -158,6 +161,27 @@ def download(source: str, target: Path, sha256: str | None = None,
     return digest, size
 
 
+def first_of(sources: Sequence[str], action: Callable[[str], T]) -> T:
+    """``action(source)`` for each source in turn until one succeeds.
+
+    For copies of one digest-pinned archive in several places (the operator's cache, the
+    gateways' mirrors): whichever answers first with the right bytes wins. When all fail,
+    the error names each source; it is transient when any failure may pass, including a
+    cache that does not hold the archive yet (404: it is refilling after a restart)."""
+    if not sources:
+        raise FetchError("no source to fetch from")
+    failures: list[FetchError] = []
+    for source in sources:
+        try:
+            return action(source)
+        except FetchError as exc:
+            failures.append(exc)
+    if len(failures) == 1:
+        raise failures[0]
+    raise FetchError("; ".join(str(f) for f in failures),
+                     transient=any(f.transient or f.missing for f in failures))
+
+
 def install_bytes(data: bytes, dest: Path, sha256: str | None = None,
                   limits: ExtractionLimits | None = None) -> InstalledPackage:
     """Like :func:`install` for an archive already in memory (e.g. ConfigMap binaryData)."""
@@ -176,5 +200,5 @@ def install_bytes(data: bytes, dest: Path, sha256: str | None = None,
     return InstalledPackage(dest, digest, len(data))
 
 
-__all__ = ["ArchiveError", "FetchError", "InstalledPackage", "download", "install",
+__all__ = ["ArchiveError", "FetchError", "InstalledPackage", "download", "first_of", "install",
            "install_bytes", "open_url", "retrying"]

@@ -64,7 +64,7 @@ def test_every_container_runs_restricted(render: Render) -> None:
 def test_writable_paths_are_empty_dirs(render: Render) -> None:
     rendered = render()
     for deployment, expected in ((OPERATOR, {"/tmp", "/var/cache/plugin-operator"}),
-                                 (GATEWAY, {"/tmp"})):
+                                 (GATEWAY, {"/tmp", "/var/cache/plugin-operator-mirror"})):
         pod = rendered.get("Deployment", deployment)["spec"]["template"]["spec"]
         empty = {v["name"] for v in pod["volumes"] if "emptyDir" in v}
         mounts = {m["mountPath"] for m in _container(rendered, deployment)["volumeMounts"]

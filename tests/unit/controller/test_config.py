@@ -34,6 +34,19 @@ def test_file_then_environment(tmp_path: Path) -> None:
     assert config.trusted_keys == (Path("/k/a.asc"), Path("/k/b.asc"))
 
 
+def test_artifact_mirrors_and_bound(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text("artifacts: {mirrors: [http://gw.ns.svc:8001], maxBytes: 1048576}\n")
+    config = load_config(path, environ={})
+    assert config.artifacts_mirrors == ("http://gw.ns.svc:8001",)
+    assert config.artifacts_max_bytes == 1048576
+    assert load_config(None, environ={"PLUGIN_OPERATOR_ARTIFACTS_MIRRORS": "http://a, http://b"}
+                       ).artifacts_mirrors == ("http://a", "http://b")
+    path.write_text("artifacts: {mirrors: [gw.ns.svc]}\n")
+    with pytest.raises(ConfigError, match="list of http:// or https:// URLs"):
+        load_config(path, environ={})
+
+
 @pytest.mark.parametrize(("content", "environ", "message"), [
     ("colour: blue\n", {}, "unknown setting 'colour'"),
     ("metricsPort: 70000\n", {}, "metricsPort (from"),

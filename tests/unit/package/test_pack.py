@@ -79,6 +79,9 @@ async def test_the_operator_takes_an_expected_upload_once(plugin_dir: Path,
         too_big = await client.put(f"/uploads/{desk.expect('plugins/acme')}",
                                    data=b"x" * ((1 << 20) + 1))
         assert too_big.status == 413
+        # Not served before the operator verified it, then served as uploaded.
+        assert (await client.get(f"/artifacts/{digest}")).status == 404
+        store.mark_verified(digest)
         served = await client.get(f"/artifacts/{digest}")
         assert await served.read() == data
     assert store.has(digest)
