@@ -3,10 +3,11 @@
 #   hack/image.sh build          (builds the wheels, picks or builds the base, runs this)
 #
 # By hand: the wheels of our dependencies go into dist/wheels/deps and our own wheel into
-# dist/wheels/app, and the static copy-tree program into dist/tools, e.g.
+# dist/wheels/app, and the static copy-tree and plugin-front programs into dist/tools, e.g.
 #   pip wheel --wheel-dir dist/wheels/deps . && mkdir -p dist/wheels/app &&
 #   mv dist/wheels/deps/plugin_operator-*.whl dist/wheels/app/ &&
-#   (cd tools/copy-tree && CGO_ENABLED=0 go build -trimpath -ldflags=-s -o ../../dist/tools/copy-tree .)
+#   (cd tools/copy-tree && CGO_ENABLED=0 go build -trimpath -ldflags=-s -o ../../dist/tools/copy-tree .) &&
+#   (cd tools/plugin-front && CGO_ENABLED=0 go build -trimpath -ldflags=-s -o ../../dist/tools/plugin-front .)
 #   docker build --network none --build-arg BASE_IMAGE=python:3.11-slim-bookworm \
 #     -t plugin-operator.dev/plugin-operator:0.1.0 .
 # The build installs only those wheels (--no-index): it never needs the network. The base
@@ -69,6 +70,9 @@ COPY --from=app /stage/ /
 # Static, for plugins delivered as images: it runs inside the plugin's image (even one
 # built FROM scratch) to copy the plugin directory out. hack/image.sh builds it with Go.
 COPY dist/tools/copy-tree /opt/plugin-operator/bin/copy-tree
+# Static: serves each plugin's gRPC ports for `plugin-operator host` (only pluginv2 and
+# health; the attach port balances calls over the Plugin's replicas).
+COPY dist/tools/plugin-front /opt/plugin-operator/bin/plugin-front
 # Bytecode now, because the root filesystem is read-only at run time.
 RUN /opt/plugin-operator/bin/python -m compileall -q \
       /opt/plugin-operator/lib/python3.11/site-packages/plugin_operator

@@ -119,15 +119,19 @@ print("\n".join(tomllib.load(open(sys.argv[1], "rb"))["build-system"]["requires"
     "$REPO_ROOT" >"$pip_log" 2>&1 || { cat "$pip_log" >&2; die "building our wheel failed (log: $pip_log)"; }
 }
 
-# copy-tree (tools/copy-tree), static so that it runs inside any plugin image. Go's build
+# copy-tree (tools/copy-tree), static so that it runs inside any plugin image, and
+# plugin-front (tools/plugin-front), the gRPC front every plugin host starts. Go's build
 # cache makes a rebuild with unchanged sources nearly free.
 build_tools() {
   command -v go >/dev/null || die "Go is not installed; install Go 1.26 or newer (https://go.dev/doc/install)"
   mkdir -p "$REPO_ROOT/dist/tools"
-  (cd "$REPO_ROOT/tools/copy-tree" &&
-    CGO_ENABLED=0 GOOS=linux GOARCH=amd64 GOFLAGS="-buildvcs=false -mod=readonly" \
-      go build -trimpath -ldflags="-s -w" -o "$REPO_ROOT/dist/tools/copy-tree" .) ||
-    die "building tools/copy-tree failed"
+  local tool
+  for tool in copy-tree plugin-front; do
+    (cd "$REPO_ROOT/tools/$tool" &&
+      CGO_ENABLED=0 GOOS=linux GOARCH=amd64 GOFLAGS="-buildvcs=false -mod=readonly" \
+        go build -trimpath -ldflags="-s -w" -o "$REPO_ROOT/dist/tools/$tool" .) ||
+      die "building tools/$tool failed"
+  done
 }
 
 build_image() {

@@ -86,6 +86,8 @@ def create_namespace(cluster: Cluster, prefix: str) -> str:
                 "pod-security.kubernetes.io/enforce": "restricted",
                 "pod-security.kubernetes.io/enforce-version": "latest",
                 "plugin-operator.dev/e2e": "true",
+                # As docs/helm.md asks of namespaces the chart does not create.
+                "plugin-operator.dev/plugins": "true",
             },
         },
     }

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.front import front_in_environment
 from tests.support.kube import CRDS, HACK, ControlPlane
 from tests.support.samples import SignedSample, build_sample_go, package_testdata_python, sign
 
@@ -25,6 +26,14 @@ def _kubectl_binary() -> Path:
     out = subprocess.run([str(HACK / "build-components.sh"), "kubectl"], capture_output=True,
                          text=True, check=True, timeout=3600).stdout
     return Path(out.strip().splitlines()[-1]) / "kubectl"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def plugin_front() -> Iterator[Path]:
+    """Every plugin host that integration tests start (through the launcher, the CLI or the
+    operator's fixtures) serves through plugin-front, built once by hack/build-front.sh."""
+    with front_in_environment() as path:
+        yield path
 
 
 @pytest.fixture(scope="session")

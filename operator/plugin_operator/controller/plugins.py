@@ -28,8 +28,8 @@ from plugin_operator.controller.packages import (
 )
 from plugin_operator.controller.planner import DeleteReason, ObservedPod, observe_pod, plan_pods
 from plugin_operator.controller.podspec import (
-    Artifact,
     PluginRef,
+    backend_peers_service,
     backend_pod,
     backend_service,
     spec_hash,
@@ -186,6 +186,8 @@ class PluginService:
         await self._delete_all_pods(key)
         await self.kube.delete(core_path(key.namespace, "services",
                                          naming.service_name(key.name)))
+        await self.kube.delete(core_path(key.namespace, "services",
+                                         naming.peers_service_name(key.name)))
         status: dict[str, Any] = dict(obj.get("status") or {})
         new_status = self._verified_status(status, spec, package, generation, now)
         new_status.update({"sidecarTarget": f"{target.kind} {target.namespace}/{target.name}",
@@ -205,6 +207,10 @@ class PluginService:
         source = spec.source
         key = PluginKey(ref.namespace, ref.name)
         if isinstance(source, ImageSource):
+            recorded = str((status.get("artifact") or {}).get("sha256") or "")
+            if recorded and status.get("observedGeneration") == generation:
+                # After a restart: the mirrors' copy spares a new unpack pod.
+                await self.pipeline.refill(recorded)
             artifact = await self.images.artifact(ref, source, generation,
                                                   status.get("artifact") or {})
             try:
@@ -220,12 +226,12 @@ class PluginService:
             await self.images.forget(ref)  # it came, or was coming, from an image
         if isinstance(source, UrlSource):
             known = str((status.get("artifact") or {}).get("sha256") or "")
-            # An unpinned URL is fetched once per spec generation, not on every pass.
-            reuse = (not source.sha256 and known and
-                     status.get("observedGeneration") == generation and
-                     self.pipeline.store.has(known))
-            artifact = (Artifact(known, self.pipeline.store.size(known)) if reuse
-                        else await self.pipeline.fetch(UrlInput(source.url, source.sha256)))
+            # An unpinned URL is fetched once per spec generation, not on every pass: the
+            # digest it gave is reused, from the store or else from the mirrors.
+            reuse = bool(not source.sha256 and known and
+                         status.get("observedGeneration") == generation)
+            artifact = await self.pipeline.fetch(UrlInput(source.url, source.sha256),
+                                                 known=known if reuse else None)
         else:
             artifact = await self.pipeline.fetch(await self._configmap_bytes(key, source))
         return await self.pipeline.verify(artifact, spec)
@@ -293,6 +299,9 @@ class PluginService:
                              f"starting a backend of the new spec ({wanted_hash[:10]})")
         await self.kube.apply(core_path(key.namespace, "services", naming.service_name(key.name)),
                               backend_service(ref, spec))
+        await self.kube.apply(core_path(key.namespace, "services",
+                                        naming.peers_service_name(key.name)),
+                              backend_peers_service(ref, spec))
 
         alive = [p for p in pods if p.alive]
         ready = sum(p.ready for p in alive)
@@ -429,6 +438,8 @@ class PluginService:
         await self._delete_all_pods(key)
         await self.kube.delete(core_path(key.namespace, "services",
                                          naming.service_name(key.name)))
+        await self.kube.delete(core_path(key.namespace, "services",
+                                         naming.peers_service_name(key.name)))
         await self._write_status(key, obj, new_status)
 
     async def _write_status(self, key: PluginKey, obj: Mapping[str, Any],

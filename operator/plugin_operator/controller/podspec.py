@@ -39,6 +39,12 @@ class Artifact:
     def url(self, config: OperatorConfig) -> str:
         return f"{config.artifacts_url.rstrip('/')}/artifacts/{self.sha256}"
 
+    def urls(self, config: OperatorConfig) -> list[str]:
+        """Where pods fetch it: the operator's cache first, then the mirrors (the gateways),
+        so that pods start while the operator is down or refilling its cache."""
+        return [self.url(config), *(f"{m.rstrip('/')}/artifacts/{self.sha256}"
+                                    for m in config.artifacts_mirrors)]
+
 
 @dataclass(frozen=True)
 class PluginRef:
@@ -60,18 +66,22 @@ def _container_security() -> dict[str, Any]:
             "seccompProfile": {"type": "RuntimeDefault"}}
 
 
-def _fetch_container(name: str, spec_artifact: Artifact, config: OperatorConfig,
-                     volume: str, tmp_volume: str = TMP_VOLUME) -> dict[str, Any]:
+def fetch_container(name: str, spec_artifact: Artifact, config: OperatorConfig,
+                    volume: str, tmp_volume: str = TMP_VOLUME, mount: str = naming.PLUGIN_MOUNT,
+                    dest: str = PLUGIN_DIR) -> dict[str, Any]:
+    """An init step that installs the verified archive from the operator's cache, or else a
+    mirror's copy, at ``dest`` (inside ``mount``, where its atomic rename happens), checking
+    its digest."""
     return {
         "name": name,
         "image": config.image,
         "imagePullPolicy": config.image_pull_policy,
-        "args": ["fetch", spec_artifact.url(config), "--sha256", spec_artifact.sha256,
-                 "--dest", PLUGIN_DIR],
+        "args": ["fetch", *spec_artifact.urls(config), "--sha256", spec_artifact.sha256,
+                 "--dest", dest],
         "securityContext": _container_security(),
         "resources": {"requests": {"cpu": "10m", "memory": "32Mi"},
                       "limits": {"memory": "256Mi"}},
-        "volumeMounts": [{"name": volume, "mountPath": naming.PLUGIN_MOUNT},
+        "volumeMounts": [{"name": volume, "mountPath": mount},
                          {"name": tmp_volume, "mountPath": "/tmp"}],
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
@@ -79,9 +89,14 @@ def _fetch_container(name: str, spec_artifact: Artifact, config: OperatorConfig,
 
 def _backend_container(name: str, spec: PluginSpec, config: OperatorConfig, volume: str,
                        grpc_port: int, http_port: int,
-                       tmp_volume: str = TMP_VOLUME) -> dict[str, Any]:
+                       tmp_volume: str = TMP_VOLUME,
+                       attach_peers: str | None = None) -> dict[str, Any]:
+    """``attach_peers`` (Pod mode): the host also serves the attach port, balancing each
+    call over the ready replicas that this name (the peers Service) lists."""
     args = ["host", PLUGIN_DIR, "--grpc-port", str(grpc_port), "--http-port", str(http_port),
             "--termination-log", naming.TERMINATION_LOG]
+    if attach_peers:
+        args += ["--attach-port", str(naming.ATTACH_PORT), "--peers", attach_peers]
     for key, value in sorted(spec.config.items()):
         args += ["--setting", f"{key}={value}"]
     container: dict[str, Any] = {
@@ -106,6 +121,13 @@ def _backend_container(name: str, spec: PluginSpec, config: OperatorConfig, volu
         "volumeMounts": [{"name": volume, "mountPath": naming.PLUGIN_MOUNT, "readOnly": True},
                          {"name": tmp_volume, "mountPath": "/tmp"}],
     }
+    if attach_peers:
+        container["ports"].insert(1, {"name": naming.ATTACH_PORT_NAME,
+                                      "containerPort": naming.ATTACH_PORT, "protocol": "TCP"})
+        # The host's --pod-ip: among the peers, this pod is its own plugin, one hop shorter.
+        # Last, so that it wins over a POD_IP of spec.env.
+        container["env"].append({"name": "POD_IP", "valueFrom": {
+            "fieldRef": {"apiVersion": "v1", "fieldPath": "status.podIP"}}})
     if spec.resources:
         container["resources"] = {k: dict(v) for k, v in spec.resources.items()}
     return container
@@ -116,6 +138,8 @@ def spec_hash(spec: PluginSpec, artifact: Artifact, config: OperatorConfig) -> s
     inputs = {"artifact": artifact.sha256, "image": config.image,
               "pull": config.image_pull_policy, "artifactsUrl": config.artifacts_url,
               "resources": spec.resources, "env": spec.env, "config": spec.config}
+    if config.artifacts_mirrors:  # absent when unset: pods made before mirrors keep their hash
+        inputs["mirrors"] = list(config.artifacts_mirrors)
     encoded = json.dumps(inputs, sort_keys=True, default=list).encode()
     return hashlib.sha256(encoded).hexdigest()[:16]
 
@@ -144,11 +168,12 @@ def backend_pod(plugin: PluginRef, spec: PluginSpec, artifact: Artifact,
             "securityContext": {"runAsNonRoot": True, "runAsUser": RUN_AS_USER,
                                 "runAsGroup": RUN_AS_USER, "fsGroup": RUN_AS_USER,
                                 "seccompProfile": {"type": "RuntimeDefault"}},
-            "initContainers": [_fetch_container(naming.FETCH_CONTAINER, artifact, config,
+            "initContainers": [fetch_container(naming.FETCH_CONTAINER, artifact, config,
                                                 PLUGIN_VOLUME)],
             "containers": [_backend_container(naming.BACKEND_CONTAINER, spec, config,
                                               PLUGIN_VOLUME, naming.GRPC_PORT,
-                                              naming.HTTP_PORT)],
+                                              naming.HTTP_PORT,
+                                              attach_peers=peers_address(plugin))],
             "volumes": [{"name": PLUGIN_VOLUME, "emptyDir": {"sizeLimit": "1Gi"}},
                         {"name": TMP_VOLUME, "emptyDir": {"sizeLimit": "256Mi"}}],
         },
@@ -168,8 +193,41 @@ def backend_service(plugin: PluginRef, spec: PluginSpec) -> dict[str, Any]:
             "ports": [{"name": naming.GRPC_PORT_NAME, "port": naming.GRPC_PORT,
                        "targetPort": naming.GRPC_PORT_NAME, "protocol": "TCP",
                        "appProtocol": "grpc"},
+                      # Grafana attaches here: each call goes to the next ready replica.
+                      {"name": naming.ATTACH_PORT_NAME, "port": naming.ATTACH_PORT,
+                       "targetPort": naming.ATTACH_PORT_NAME, "protocol": "TCP",
+                       "appProtocol": "grpc"},
                       {"name": naming.HTTP_PORT_NAME, "port": naming.HTTP_PORT,
                        "targetPort": naming.HTTP_PORT_NAME, "protocol": "TCP"}],
+        },
+    }
+
+
+def peers_address(plugin: PluginRef) -> str:
+    """What backend pods look up to find their ready peers: the headless peers Service's
+    name, dialled on the peers' local (filtered) gRPC port."""
+    return (f"{naming.peers_service_name(plugin.name)}.{plugin.namespace}.svc:"
+            f"{naming.GRPC_PORT}")
+
+
+def backend_peers_service(plugin: PluginRef, spec: PluginSpec) -> dict[str, Any]:
+    """Headless: its DNS name answers with one address per ready backend pod, which each
+    pod's attach port polls to balance calls over its peers."""
+    labels = naming.backend_labels(plugin.name, spec.plugin_id)
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": naming.peers_service_name(plugin.name),
+                     "namespace": plugin.namespace, "labels": labels,
+                     "ownerReferences": [plugin.owner_reference()]},
+        "spec": {
+            "clusterIP": "None",
+            "publishNotReadyAddresses": False,  # a draining or starting pod gets no calls
+            "selector": {naming.LABEL_PLUGIN: plugin.name,
+                         naming.LABEL_COMPONENT: naming.COMPONENT_BACKEND},
+            "ports": [{"name": naming.GRPC_PORT_NAME, "port": naming.GRPC_PORT,
+                       "targetPort": naming.GRPC_PORT_NAME, "protocol": "TCP",
+                       "appProtocol": "grpc"}],
         },
     }
 
@@ -209,7 +267,7 @@ def sidecar_apply_patch(kind: str, namespace: str, name: str, sidecars: list[Sid
     init_containers, containers, volumes = [], [], []
     for sidecar in sorted(sidecars, key=lambda s: s.plugin_name):
         volume = naming.sidecar_volume_name(sidecar.plugin_name)
-        init_containers.append(_fetch_container(
+        init_containers.append(fetch_container(
             naming.sidecar_fetch_container_name(sidecar.plugin_name), sidecar.artifact, config,
             volume, SIDECAR_TMP_VOLUME))
         containers.append(_backend_container(

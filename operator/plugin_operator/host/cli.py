@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from pathlib import Path
 
+from plugin_operator.host.front import DEFAULT_FRONT, FRONT_ENV
 from plugin_operator.host.runner import Host, HostConfig
 from plugin_operator.sdk.log import HclogJsonFormatter
 
@@ -37,7 +39,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         metavar="KEY=VALUE", help="plugin setting, passed as GF_PLUGIN_<KEY>")
     parser.add_argument("--socket-dir", help="PLUGIN_UNIX_SOCKET_DIR for the plugin's socket")
     parser.add_argument("--ports-file", type=Path,
-                        help="write {\"grpc\": port, \"http\": port, \"pid\": pid} here when ready")
+                        help="write {\"grpc\": port, \"http\": port, \"pid\": pid, "
+                             "\"front_pid\": pid, \"plugin\": its address[, \"attach\": "
+                             "port]} here when ready")
+    parser.add_argument("--front", type=Path,
+                        help="the plugin-front binary that serves the gRPC ports (default: "
+                             f"${FRONT_ENV}, else {DEFAULT_FRONT})")
+    parser.add_argument("--attach-port", type=int,
+                        help="also serve the attach port here: each call balanced over the "
+                             "Plugin's ready replicas (--peers); 0: any free port; "
+                             "default: none")
+    parser.add_argument("--attach-bind", help="address for the attach port (default: "
+                                              "--grpc-bind)")
+    parser.add_argument("--peers", help="host:port (comma-separated) whose addresses are the "
+                                        "replicas, e.g. a headless Service of the ready "
+                                        "backend pods; peers are dialled on that port")
+    parser.add_argument("--pod-ip", default=os.environ.get("POD_IP") or None,
+                        help="this pod's IP, replaced by the local plugin among the peers "
+                             "(default: $POD_IP)")
+    parser.add_argument("--drain-delay", type=float, default=2.0,
+                        help="seconds to keep serving after SIGTERM with health NOT_SERVING, "
+                             "so Services stop sending calls first (default 2)")
     parser.add_argument("--log-level", default="INFO",
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"])
 
@@ -51,5 +73,8 @@ def run(args: argparse.Namespace) -> int:
                         http_port=args.http_port, handshake_timeout=args.handshake_timeout,
                         termination_log=args.termination_log,
                         grafana_version=args.grafana_version, settings=dict(args.setting),
-                        socket_dir=args.socket_dir, ports_file=args.ports_file)
+                        socket_dir=args.socket_dir, ports_file=args.ports_file,
+                        front=args.front, attach_bind=args.attach_bind,
+                        attach_port=args.attach_port, peers=args.peers, pod_ip=args.pod_ip,
+                        drain_delay=args.drain_delay)
     return asyncio.run(Host(config).run())

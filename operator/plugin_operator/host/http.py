@@ -1,4 +1,5 @@
-"""The host's HTTP side: /metrics (plugin's CollectMetrics + host's own), /healthz, /readyz."""
+"""The host's HTTP side: /metrics (the host's own, plugin-front's, and the plugin's from
+CollectMetrics), /healthz, /readyz."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from prometheus_client import (
     generate_latest,
 )
 
+from plugin_operator.host.front import FrontError
 from plugin_operator.protocol.errors import PluginError
 
 
@@ -26,21 +28,28 @@ class HostMetrics:
         self.stdio_bytes = Counter("plugin_operator_host_plugin_output_bytes",
                                    "Bytes the plugin wrote, by stream", ["stream"],
                                    registry=self.registry)
-        self.forwarded_bytes = Counter(
-            "plugin_operator_host_forwarded_bytes",
-            "gRPC bytes passed between callers and the plugin, by direction "
-            "(to_plugin, from_plugin)", ["direction"], registry=self.registry)
-        self.connections = Gauge("plugin_operator_host_open_connections",
-                                 "Callers' connections forwarded to the plugin now",
-                                 registry=self.registry)
+        # Calls, refusals, streams, peers, forwarded bytes and connections are plugin-front's
+        # (plugin_operator_front_*, plugin_operator_host_forwarded_bytes_total,
+        # plugin_operator_host_open_connections), added to /metrics as it reports them.
+        self.front_up = Gauge("plugin_operator_host_front_up",
+                              "1 while plugin-front (the gRPC ports) runs",
+                              registry=self.registry)
+        self.front_metrics_ok = Gauge("plugin_operator_host_front_metrics_up",
+                                      "1 if plugin-front's metrics were read for this scrape",
+                                      registry=self.registry)
         self.plugin_metrics_ok = Gauge("plugin_operator_host_plugin_metrics_up",
                                        "1 if the last CollectMetrics call succeeded",
                                        registry=self.registry)
 
 
+def _with_newline(text: bytes) -> bytes:
+    return text if not text or text.endswith(b"\n") else text + b"\n"
+
+
 def build_app(metrics: HostMetrics, *, alive: Callable[[], bool],
               ready: Callable[[], Awaitable[bool]],
-              plugin_metrics: Callable[[], Awaitable[bytes]]) -> web.Application:
+              plugin_metrics: Callable[[], Awaitable[bytes]],
+              front_metrics: Callable[[], Awaitable[bytes]]) -> web.Application:
     async def healthz(request: web.Request) -> web.Response:
         if alive():
             return web.Response(text="ok\n")
@@ -62,9 +71,14 @@ def build_app(metrics: HostMetrics, *, alive: Callable[[], bool],
         except PluginError:
             plugin_text = b""
             metrics.plugin_metrics_ok.set(0)
-        body = generate_latest(metrics.registry)
-        if plugin_text:
-            body += plugin_text if plugin_text.endswith(b"\n") else plugin_text + b"\n"
+        try:
+            front_text = await front_metrics()
+            metrics.front_metrics_ok.set(1)
+        except FrontError:
+            front_text = b""
+            metrics.front_metrics_ok.set(0)
+        body = generate_latest(metrics.registry) + _with_newline(front_text) + \
+            _with_newline(plugin_text)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     app = web.Application()

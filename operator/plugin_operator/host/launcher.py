@@ -32,10 +32,19 @@ class RunningHost:
     plugin_pid: int
     output: Path
     termination_log: Path
+    front_pid: int | None = None
+    attach_port: int | None = None
+    bind: str = "127.0.0.1"
+    plugin_target: str | None = None  # the plugin's own go-plugin address, as a gRPC target
 
     @property
     def grpc_target(self) -> str:
-        return f"127.0.0.1:{self.grpc_port}"
+        return f"{self.bind}:{self.grpc_port}"
+
+    @property
+    def attach_target(self) -> str:
+        assert self.attach_port is not None, "started without --attach-port"
+        return f"{self.bind}:{self.attach_port}"
 
     @property
     def http_url(self) -> str:
@@ -50,10 +59,19 @@ class RunningHost:
 
 
 def host_command(plugin_dir: Path, work_dir: Path, args: Sequence[str] = ()) -> list[str]:
+    # No drain delay: nothing routes to these hosts by readiness (``args`` may set one).
     return [sys.executable, "-m", "plugin_operator.cli", "host", str(plugin_dir),
             "--grpc-bind", "127.0.0.1", "--grpc-port", "0", "--http-bind", "127.0.0.1",
             "--http-port", "0", "--ports-file", str(work_dir / "ports.json"),
-            "--termination-log", str(work_dir / "termination-log"), *args]
+            "--termination-log", str(work_dir / "termination-log"), "--drain-delay", "0",
+            *args]
+
+
+def _bind_of(args: Sequence[str]) -> str:
+    """The last --grpc-bind in ``args`` (a later option wins), else loopback."""
+    binds = [args[i + 1] for i, arg in enumerate(args[:-1]) if arg == "--grpc-bind"]
+    bind = binds[-1] if binds else "127.0.0.1"
+    return "127.0.0.1" if bind in ("0.0.0.0", "::", "") else bind
 
 
 async def start_host(plugin_dir: Path, work_dir: Path, args: Sequence[str] = (), *,
@@ -79,7 +97,8 @@ async def start_host(plugin_dir: Path, work_dir: Path, args: Sequence[str] = (),
         await asyncio.sleep(0.05)
     ports = json.loads(ports_file.read_text())
     return RunningHost(process, ports["grpc"], ports["http"], ports["pid"], output,
-                       work_dir / "termination-log")
+                       work_dir / "termination-log", ports.get("front_pid"),
+                       ports.get("attach"), _bind_of(args), ports.get("plugin"))
 
 
 @contextlib.asynccontextmanager

@@ -15,8 +15,16 @@ from pathlib import Path
 
 from aiohttp import web
 
-from plugin_operator.host.forwarder import FROM_PLUGIN, TO_PLUGIN, Forwarder
-from plugin_operator.host.handshake import HandshakeError, plugin_environment
+from plugin_operator.host.front import (
+    STOP_TIMEOUT,
+    FrontConfig,
+    FrontError,
+    FrontProcess,
+    find_front,
+    host_port,
+    log_front_record,
+)
+from plugin_operator.host.handshake import Handshake, HandshakeError, plugin_environment
 from plugin_operator.host.http import HostMetrics, build_app
 from plugin_operator.host.logs import PluginLogRecord
 from plugin_operator.host.process import PluginProcess
@@ -37,9 +45,11 @@ from plugin_operator.protocol.models import CollectMetricsRequest, PluginContext
 
 log = logging.getLogger("plugin_operator.host")
 plugin_log = logging.getLogger("plugin")
+front_log = logging.getLogger("plugin_operator.host.front")
 
 EXIT_CONFIG_ERROR = 2
 EXIT_HANDSHAKE_FAILED = 3
+EXIT_FRONT_FAILED = 4
 
 
 @dataclass
@@ -56,6 +66,14 @@ class HostConfig:
     settings: Mapping[str, str] = field(default_factory=dict)
     socket_dir: str | None = None
     ports_file: Path | None = None
+    # plugin-front: None finds it through $PLUGIN_OPERATOR_FRONT or the image's path.
+    front: Path | None = None
+    # The attach port (balanced over the Plugin's replicas); None: no attach port.
+    attach_bind: str | None = None  # default: grpc_bind
+    attach_port: int | None = None
+    peers: str | None = None  # host:port (comma-separated) listing the ready replicas
+    pod_ip: str | None = None  # this pod's address among the peers
+    drain_delay: float = 2.0
 
 
 def _log_plugin(record: PluginLogRecord) -> None:
@@ -72,7 +90,7 @@ def _child_host_env() -> dict[str, str]:
     return env
 
 
-def _write_ports(path: Path, ports: Mapping[str, int]) -> None:
+def _write_ports(path: Path, ports: Mapping[str, int | str]) -> None:
     temporary = path.with_name(path.name + ".tmp")
     temporary.write_text(json.dumps(dict(ports)))
     temporary.replace(path)  # readers never see a half-written file
@@ -101,7 +119,8 @@ class Host:
                                      settings=cfg.settings, socket_dir=cfg.socket_dir,
                                      extra={"GF_PLUGIN_VERSION": plugin.version}
                                      if plugin.version else None)
-        except (PluginJsonError, ValueError) as exc:
+            front_binary = find_front(cfg.front, os.environ)
+        except (PluginJsonError, ValueError, FrontError) as exc:
             return self._fail(f"cannot run plugin in {cfg.plugin_dir}: {exc}", EXIT_CONFIG_ERROR)
         process = PluginProcess(executable, env, cwd=cfg.plugin_dir, on_log=_log_plugin,
                                 on_bytes=lambda s, n: self.metrics.stdio_bytes.labels(s).inc(n))
@@ -128,24 +147,67 @@ class Host:
                               EXIT_HANDSHAKE_FAILED)
         client = PluginClient(grpc_target(handshake.network, handshake.address), timeout=10.0)
         stdio = asyncio.create_task(self._mirror_stdio(client))
-        servers = await self._serve(client, handshake.network, handshake.address, process,
-                                    plugin.id)
         exited = asyncio.ensure_future(process.wait())
-        stop_task = asyncio.ensure_future(self.stop_requested.wait())
-        await asyncio.wait({exited, stop_task}, return_when=asyncio.FIRST_COMPLETED)
-        stdio.cancel()
-        if not exited.done():
-            stop_task.cancel()
+        front = FrontProcess(self._front_config(front_binary, handshake),
+                             on_log=lambda record: log_front_record(front_log, record))
+        try:
+            addresses = await front.start()
+        except FrontError as exc:
+            stdio.cancel()
             await self._stop_plugin(client, process, exited)
-            await self._close(servers, client)
-            log.info("plugin stopped", extra={"plugin_id": plugin.id})
-            return 0
+            await client.close()
+            return self._fail(termination_message(
+                f"plugin {plugin.id}: its gRPC front did not start: {exc}", front.last_lines),
+                EXIT_FRONT_FAILED)
+        self.metrics.front_up.set(1)
+        runner = await self._serve(client, front, process, plugin.id, addresses.local_port,
+                                   addresses.attach_port)
+        front_exited = asyncio.ensure_future(front.wait())
+        stop_task = asyncio.ensure_future(self.stop_requested.wait())
+        await asyncio.wait({exited, front_exited, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+        stdio.cancel()
         stop_task.cancel()
-        code = exited.result()
-        self.metrics.plugin_up.set(0)
-        await self._close(servers, client)
-        headline = f"plugin {plugin.id} (pid {process.pid}) {describe_exit(code)}"
-        return self._fail(termination_message(headline, process.last_lines), host_exit_code(code))
+        if exited.done():
+            code = exited.result()
+            self.metrics.plugin_up.set(0)
+            front.kill()  # nothing left to serve; callers see the connection end
+            await front.wait()
+            await self._close(runner, client, front)
+            headline = f"plugin {plugin.id} (pid {process.pid}) {describe_exit(code)}"
+            return self._fail(termination_message(headline, process.last_lines),
+                              host_exit_code(code))
+        if front_exited.done():
+            code = front_exited.result()
+            self.metrics.front_up.set(0)
+            await self._stop_plugin(client, process, exited)
+            await self._close(runner, client, front)
+            headline = (f"plugin-front (pid {front.pid}), which serves plugin {plugin.id}'s "
+                        f"gRPC ports, {describe_exit(code)}; the plugin was stopped")
+            return self._fail(termination_message(headline, front.last_lines),
+                              host_exit_code(code))
+        # Stopping: the front first (its health says NOT_SERVING while it still serves for
+        # the drain delay, then GOAWAY and calls in progress finish), the plugin after.
+        log.info("stopping: draining the gRPC ports, then the plugin",
+                 extra={"plugin_id": plugin.id, "drain_delay": cfg.drain_delay})
+        front_code = await front.stop()
+        self.metrics.front_up.set(0)
+        if front_code != 0:
+            log.warning("plugin-front did not stop cleanly",
+                        extra={"exit": describe_exit(front_code)})
+        await self._stop_plugin(client, process, exited)
+        await self._close(runner, client, front)
+        log.info("plugin stopped", extra={"plugin_id": plugin.id})
+        return 0
+
+    def _front_config(self, executable: Path, handshake: Handshake) -> FrontConfig:
+        cfg = self.config
+        attach = None
+        if cfg.attach_port is not None:
+            attach = host_port(cfg.attach_bind or cfg.grpc_bind, cfg.attach_port)
+        return FrontConfig(executable, handshake.network, handshake.address,
+                           listen=host_port(cfg.grpc_bind, cfg.grpc_port), attach_listen=attach,
+                           peers=cfg.peers, self_ip=cfg.pod_ip, drain_delay=cfg.drain_delay,
+                           stop_timeout=STOP_TIMEOUT)
 
     async def _mirror_stdio(self, client: PluginClient) -> None:
         # go-plugin opens StreamStdio at once; a Go plugin's os.Stdout blocks without it.
@@ -157,15 +219,9 @@ class Host:
         except PluginError as exc:
             log.debug("no stdio mirroring", extra={"reason": str(exc)})
 
-    async def _serve(self, client: PluginClient, network: str, address: str,
-                     process: PluginProcess, plugin_id: str) -> tuple[Forwarder, web.AppRunner]:
+    async def _serve(self, client: PluginClient, front: FrontProcess, process: PluginProcess,
+                     plugin_id: str, grpc_port: int, attach_port: int | None) -> web.AppRunner:
         cfg = self.config
-        forwarded = {direction: self.metrics.forwarded_bytes.labels(direction)
-                     for direction in (TO_PLUGIN, FROM_PLUGIN)}
-        forwarder = Forwarder(network, address, bind=cfg.grpc_bind, port=cfg.grpc_port,
-                              count=lambda direction, n: forwarded[direction].inc(n))
-        self.metrics.connections.set_function(forwarder.open_connections)
-        grpc_port = forwarder.start()
 
         async def plugin_metrics() -> bytes:
             result = await client.collect_metrics(
@@ -173,18 +229,24 @@ class Host:
             return result.prometheus
 
         app = build_app(self.metrics, alive=lambda: process.returncode is None,
-                        ready=lambda: client.health(timeout=2.0), plugin_metrics=plugin_metrics)
+                        ready=lambda: client.health(timeout=2.0), plugin_metrics=plugin_metrics,
+                        front_metrics=front.metrics_text)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, cfg.http_bind, cfg.http_port)
         await site.start()
         http_port = runner.addresses[0][1]
-        ports = {"grpc": grpc_port, "http": http_port, "pid": process.pid}
+        ports: dict[str, int | str] = {"grpc": grpc_port, "http": http_port,
+                                       "pid": process.pid, "front_pid": front.pid,
+                                       "plugin": client.target}
+        if attach_port is not None:
+            ports["attach"] = attach_port
         if cfg.ports_file is not None:
             _write_ports(cfg.ports_file, ports)
         log.info("host ready", extra={"plugin_id": plugin_id, "grpc_port": grpc_port,
+                                      "attach_port": attach_port, "peers": cfg.peers,
                                       "http_port": http_port, "plugin_address": client.target})
-        return forwarder, runner
+        return runner
 
     async def _stop_plugin(self, client: PluginClient, process: PluginProcess,
                            exited: asyncio.Future[int]) -> None:
@@ -200,9 +262,8 @@ class Host:
             await exited
         process.kill()  # leftovers in its process group
 
-    async def _close(self, servers: tuple[Forwarder, web.AppRunner],
-                     client: PluginClient) -> None:
-        forwarder, runner = servers
-        await asyncio.to_thread(forwarder.stop)
+    async def _close(self, runner: web.AppRunner, client: PluginClient,
+                     front: FrontProcess) -> None:
         await runner.cleanup()
+        await front.close()
         await client.close()

@@ -41,7 +41,8 @@ from tests.e2e.operator.conftest import (  # noqa: F401 - fixtures used by this 
 
 PYTHON_UID = "e2e-python"
 GO_UID = "e2e-go"
-API_KEY = "e2e-secret-key"
+API_KEY = "e2e-secret-key"  # also in the Go datasource's jsonData (expectedApiKey): not secret
+SECRET_ONLY = "e2e-only-in-the-secret"  # a secure value nothing else repeats
 CLIENT_POD = "gateway-client"
 ALLOWED_SA = "allowed"
 DENIED_SA = "denied"
@@ -80,8 +81,11 @@ def _datasource(name: str, uid: str, plugin: str, json_data: dict[str, Any]
     return {"apiVersion": API_VERSION, "kind": "DataSourceInstance",
             "metadata": {"name": name},
             "spec": {"pluginRef": {"name": plugin}, "uid": uid, "jsonData": json_data,
-                     "secureJsonDataFrom": {"apiKey": {"secretKeyRef": {
-                         "name": "datasource-creds", "key": "apiKey"}}}}}
+                     "secureJsonDataFrom": {
+                         "apiKey": {"secretKeyRef": {"name": "datasource-creds",
+                                                     "key": "apiKey"}},
+                         "password": {"secretKeyRef": {"name": "datasource-creds",
+                                                       "key": "password"}}}}}
 
 
 def _access_objects() -> list[dict[str, Any]]:
@@ -152,7 +156,7 @@ def gateway(cluster: Cluster, release: Release, plugin_namespace: str,
         plugin_manifest("python", configmap="python-archive"),
         plugin_manifest("go", plugin_id=SAMPLE_GO_ID, version="1.0.0", url=go_url,
                         sha256=sha256_of(signed_archives.go), replicas=2),
-        _secret("datasource-creds", apiKey=API_KEY),
+        _secret("datasource-creds", apiKey=API_KEY, password=SECRET_ONLY),
         _datasource("python-ds", PYTHON_UID, "python",
                     {"endpoint": "https://metrics.example.invalid"}),
         _datasource("go-ds", GO_UID, "go", {"expectedApiKey": API_KEY}),

@@ -15,19 +15,14 @@ import pytest
 from grafana_client import GrafanaApi
 from grafana_client.client import GrafanaClientError, TokenAuth
 
-from tests.e2e.gateway.conftest import API_KEY, GO_UID, PYTHON_UID, GatewayClient
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.e2e.gateway.conftest import GO_UID, PYTHON_UID, SECRET_ONLY, GatewayClient
+from tests.support.net import free_port
 
 
 @pytest.fixture(scope="module")
 def forwarded(gateway: GatewayClient) -> Iterator[str]:
     cluster = gateway.plugins.cluster
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [str(cluster.kubectl_path), "--kubeconfig", str(cluster.kubeconfig), "-n",
          gateway.release.namespace, "port-forward",
@@ -56,7 +51,7 @@ def test_grafana_client_drives_the_gateway(gateway: GatewayClient, forwarded: st
     assert {d["uid"] for d in seen["list"]} >= {PYTHON_UID, GO_UID}
     seen["by_uid"] = ds.get_datasource_by_uid(GO_UID)
     assert seen["by_uid"]["access"] == "proxy"
-    assert seen["by_uid"]["secureJsonFields"] == {"apiKey": True}
+    assert seen["by_uid"]["secureJsonFields"] == {"apiKey": True, "password": True}
     seen["by_name"] = ds.get_datasource_by_name("python-ds")
     assert seen["by_name"]["uid"] == PYTHON_UID
     seen["by_id"] = ds.get_datasource_by_id(seen["by_uid"]["id"])
@@ -75,6 +70,6 @@ def test_grafana_client_drives_the_gateway(gateway: GatewayClient, forwarded: st
     with pytest.raises(GrafanaClientError) as refused:
         ds.delete_datasource_by_uid(GO_UID)
     assert refused.value.status_code == 405
-    assert API_KEY not in json.dumps(seen)
+    assert SECRET_ONLY not in json.dumps(seen)
     denied = GrafanaApi.from_url(forwarded, credential=TokenAuth(gateway.denied_token))
     assert denied.datasource.list_datasources() == []

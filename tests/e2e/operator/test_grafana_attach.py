@@ -173,11 +173,8 @@ def grafana(plugins: Plugins, archive_server: ArchiveServer,
     assert sorted(p["pluginId"] for p in status["plugins"]) == [SAMPLE_GO_ID, TESTDATA_ID]
     assert sorted(status["datasources"]) == ["attached-go", "attached-python"]
     assert SECRET_ONLY not in json.dumps(plugins.get("configmap", "attach-grafana-datasources"))
-    pods = [p for p in plugins.get("pods", "-l", f"app={GRAFANA}")["items"]
-            if not p["metadata"].get("deletionTimestamp")]
-    assert len(pods) == 1
-    handle = Grafana(plugins, pods[0]["metadata"]["name"])
-    plugins.cluster.wait_ready(plugins.namespace, handle.pod)
+    handle = Grafana(plugins, _grafana_pod(plugins, f"install-{SAMPLE_GO_ID}",
+                                           f"install-{TESTDATA_ID}"))
     handle.upload(build_sample_go("compat-go")["GRAFANA_CLIENT"], f"{TOOLS}/grafana-client")
     handle.upload(signed_archives.public_key, f"{TOOLS}/e2e-signer.asc", "644")
     try:
@@ -185,7 +182,27 @@ def grafana(plugins: Plugins, archive_server: ArchiveServer,
     finally:
         plugins.kubectl("delete", "grafanaattachment", GRAFANA, "--ignore-not-found",
                         "--wait=true", "--timeout=60s", check=False)
-        plugins.kubectl("delete", "deployment", GRAFANA, "--ignore-not-found", check=False)
+        plugins.kubectl("delete", "deployment", GRAFANA, "--ignore-not-found",
+                        "--cascade=foreground",
+                        "--wait=true", "--timeout=60s", check=False)
+
+
+def _grafana_pod(plugins: Plugins, *containers: str) -> str:
+    """The one Grafana pod of the finished rollout: it carries ``containers`` (init or not)
+    and is ready, and no other pod of the workload is left."""
+    def settled() -> str | None:
+        pods = [p for p in plugins.get("pods", "-l", f"app={GRAFANA}")["items"]
+                if not p["metadata"].get("deletionTimestamp")]
+        if len(pods) != 1:
+            return None
+        spec = pods[0]["spec"]
+        names = {c["name"] for c in spec.get("initContainers", []) + spec["containers"]}
+        statuses = (pods[0].get("status") or {}).get("containerStatuses") or []
+        ready = bool(statuses) and all(s.get("ready") for s in statuses)
+        return pods[0]["metadata"]["name"] if ready and set(containers) <= names else None
+    name: str = plugins.wait_for("one ready Grafana pod with our containers", settled,
+                                 timeout_s=180)
+    return name
 
 
 def _plan(plugin_id: str, uid: str, calls: list[dict[str, Any]]) -> dict[str, Any]:
@@ -348,14 +365,11 @@ def test_a_sidecar_plugin_serves_grafana_on_loopback(plugins: Plugins,
         (entry,) = status["plugins"]
         assert entry["mode"] == "Sidecar"
         assert entry["address"].startswith("127.0.0.1:")
-        pods = [p for p in plugins.get("pods", "-l", f"app={GRAFANA}")["items"]
-                if not p["metadata"].get("deletionTimestamp")]
-        assert len(pods) == 1
-        pod = pods[0]
+        grafana = Grafana(plugins, _grafana_pod(plugins, "plugin-testdata-side",
+                                                f"install-{TESTDATA_ID}"))
+        pod = plugins.get("pod", grafana.pod)
         containers = {c["name"]: c for c in pod["spec"]["containers"]}
         assert containers["plugin-testdata-side"]["resources"]["limits"]["memory"] == "256Mi"
-        grafana = Grafana(plugins, pod["metadata"]["name"])
-        plugins.cluster.wait_ready(plugins.namespace, grafana.pod)
         grafana.upload(build_sample_go("compat-go")["GRAFANA_CLIENT"],
                        f"{TOOLS}/grafana-client")
         summary = grafana.plugin_client(
@@ -367,7 +381,9 @@ def test_a_sidecar_plugin_serves_grafana_on_loopback(plugins: Plugins,
     finally:
         plugins.kubectl("delete", "grafanaattachment", GRAFANA, "--ignore-not-found",
                         "--wait=true", "--timeout=60s", check=False)
-        plugins.kubectl("delete", "deployment", GRAFANA, "--ignore-not-found", check=False)
+        plugins.kubectl("delete", "deployment", GRAFANA, "--ignore-not-found",
+                        "--cascade=foreground",
+                        "--wait=true", "--timeout=60s", check=False)
 
 
 def test_provisioned_datasources_read_their_secrets_from_files(grafana: Grafana) -> None:

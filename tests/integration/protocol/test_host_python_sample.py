@@ -126,9 +126,18 @@ async def test_every_rpc_through_the_host(testdata_dir: Path, tmp_path: Path,
                 text = await response.text()
                 assert "plugin_operator_host_plugin_up 1.0" in text
                 assert "testdata_queries_total" in text
+                # plugin-front's own, served with the host's
                 assert 'plugin_operator_host_forwarded_bytes_total{direction="to_plugin"}' \
                     in text
-                assert "plugin_operator_host_open_connections 1.0" in text
+                assert "plugin_operator_host_open_connections 1" in text
+                assert "plugin_operator_host_front_up 1.0" in text
+                assert ('plugin_operator_front_calls_total{port="local",'
+                        'method="/pluginv2.Data/QueryData",code="OK"} 1') in text
+                assert ('plugin_operator_front_calls_total{port="local",'
+                        'method="/pluginv2.Stream/RunStream",code="OK"} 1') in text
+                assert ('plugin_operator_front_calls_total{port="local",'
+                        'method="/pluginv2.AdmissionControl/ValidateAdmission",'
+                        'code="Unimplemented"} 1') in text
             for path in ("/healthz", "/readyz"):
                 async with http.get(host.http_url + path) as response:
                     assert response.status == 200

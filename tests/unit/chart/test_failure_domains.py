@@ -97,7 +97,9 @@ def test_plugins_outside_the_watched_namespaces_are_refused_at_admission(
     assert set(rule["resources"]) == {"plugins", "datasourceinstances"}
     assert rule["operations"] == ["CREATE"]
     (validation,) = policy["spec"]["validations"]
-    assert validation["expression"] == 'request.namespace in ["team-a","team-b"]'
+    # Served namespaces carry a label, so releases serving other namespaces do not clash.
+    assert "plugin-operator.dev/plugins" in validation["expression"]
+    assert "namespaceObject" in validation["expression"]
     # The message names the watched namespaces and what to do.
     assert "team-a, team-b" in validation["message"]
     assert "plugins.namespaces" in validation["message"]
@@ -117,3 +119,9 @@ def test_admission_policy_names_differ_per_release_namespace(render: Render) -> 
     there, _ = _admission(render(namespace="elsewhere"))
     assert here["metadata"]["name"] != there["metadata"]["name"]
     assert yaml.safe_dump(here)  # plain data
+
+
+def test_the_namespaces_the_chart_creates_are_labelled_as_served(render: Render) -> None:
+    created = render({"plugins": {"namespaces": ["team-a"], "createNamespaces": True}})
+    (namespace,) = [n for n in created.all("Namespace") if n["metadata"]["name"] == "team-a"]
+    assert namespace["metadata"]["labels"]["plugin-operator.dev/plugins"] == "true"

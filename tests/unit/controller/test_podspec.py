@@ -10,7 +10,9 @@ from plugin_operator.controller.podspec import (
     PluginRef,
     Sidecar,
     assign_slots,
+    backend_peers_service,
     backend_pod,
+    backend_service,
     sidecar_apply_patch,
     spec_hash,
 )
@@ -45,8 +47,26 @@ def test_pod_is_restricted_and_owned() -> None:
                              "/var/lib/plugin-operator/plugin/current"]
     backend = spec["containers"][0]
     assert backend["args"][-2:] == ["--setting", "log_level=debug"]
-    assert backend["env"] == [{"name": "A", "value": "1"}]
+    assert backend["env"][:-1] == [{"name": "A", "value": "1"}]  # then POD_IP, see below
     assert backend["terminationMessagePath"] == "/dev/termination-log"
+
+
+def test_pods_fetch_from_the_operator_then_the_gateways_copies() -> None:
+    mirrored = OperatorConfig(image=CONFIG.image, artifacts_url=CONFIG.artifacts_url,
+                              artifacts_mirrors=("http://gateway.system.svc:8001/",))
+    fetch = backend_pod(REF, SPEC, ARTIFACT, mirrored, 0)["spec"]["initContainers"][0]
+    assert fetch["args"][:5] == ["fetch", f"http://operator.system.svc:8081/artifacts/{'a' * 64}",
+                                 f"http://gateway.system.svc:8001/artifacts/{'a' * 64}",
+                                 "--sha256", "a" * 64]
+    # Sidecars fetch the same way.
+    patch = sidecar_apply_patch("Deployment", "plugins", "gw",
+                                [Sidecar("clickhouse", SPEC, ARTIFACT, 0)], mirrored)
+    (init,) = patch["spec"]["template"]["spec"]["initContainers"]
+    assert f"http://gateway.system.svc:8001/artifacts/{'a' * 64}" in init["args"]
+    # Pods made before mirrors existed keep their hash; a changed mirror list rolls them.
+    assert spec_hash(SPEC, ARTIFACT, CONFIG) == spec_hash(
+        SPEC, ARTIFACT, OperatorConfig(image=CONFIG.image, artifacts_url=CONFIG.artifacts_url))
+    assert spec_hash(SPEC, ARTIFACT, CONFIG) != spec_hash(SPEC, ARTIFACT, mirrored)
 
 
 def test_spec_hash_changes_with_what_the_pod_runs() -> None:
@@ -87,3 +107,49 @@ def test_sidecar_patch_owns_exactly_our_containers() -> None:
     empty = sidecar_apply_patch("Deployment", "gw", "gateway", [], CONFIG)
     assert empty["spec"]["template"]["spec"] == {"initContainers": [], "containers": [],
                                                  "volumes": []}
+
+
+def test_backends_serve_the_attach_port_balanced_over_their_peers() -> None:
+    (backend,) = backend_pod(REF, SPEC, ARTIFACT, CONFIG, 0)["spec"]["containers"]
+    args = backend["args"]
+    assert args[args.index("--attach-port") + 1] == "11000"
+    assert args[args.index("--peers") + 1] == "plugin-clickhouse-peers.plugins.svc:10000"
+    assert {p["name"]: p["containerPort"] for p in backend["ports"]} == {
+        "grpc": 10000, "grpc-attach": 11000, "http-metrics": 9100}
+    # The host knows itself among the peers by the pod's IP, from the downward API.
+    assert backend["env"][-1] == {"name": "POD_IP", "valueFrom": {
+        "fieldRef": {"apiVersion": "v1", "fieldPath": "status.podIP"}}}
+    # Readiness stays on the local port, whose health says NOT_SERVING while draining.
+    assert backend["readinessProbe"]["grpc"] == {"port": 10000, "service": "plugin"}
+
+
+def test_the_service_has_the_attach_port_and_a_headless_twin_lists_peers() -> None:
+    service = backend_service(REF, SPEC)
+    assert [(p["name"], p["port"], p["targetPort"], p.get("appProtocol"))
+            for p in service["spec"]["ports"]] == [
+        ("grpc", 10000, "grpc", "grpc"), ("grpc-attach", 11000, "grpc-attach", "grpc"),
+        ("http-metrics", 9100, "http-metrics", None)]
+    peers = backend_peers_service(REF, SPEC)
+    assert peers["metadata"]["name"] == naming.peers_service_name("clickhouse") == \
+        "plugin-clickhouse-peers"
+    assert peers["metadata"]["namespace"] == "plugins"
+    assert peers["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
+    assert peers["spec"]["clusterIP"] == "None"
+    assert peers["spec"]["publishNotReadyAddresses"] is False
+    assert peers["spec"]["selector"] == service["spec"]["selector"]
+    assert peers["spec"]["ports"] == [{"name": "grpc", "port": 10000, "targetPort": "grpc",
+                                       "protocol": "TCP", "appProtocol": "grpc"}]
+    long_name = naming.peers_service_name("x" * 200)
+    assert len(long_name) <= 63
+    assert long_name.endswith("-peers")
+    assert long_name != naming.peers_service_name("x" * 199)
+
+
+def test_sidecars_serve_only_their_local_port() -> None:
+    patch = sidecar_apply_patch("Deployment", "gw", "gateway",
+                                [Sidecar("clickhouse", SPEC, ARTIFACT, 0)], CONFIG)
+    (container,) = patch["spec"]["template"]["spec"]["containers"]
+    assert "--attach-port" not in container["args"]
+    assert "--peers" not in container["args"]
+    assert [p["containerPort"] for p in container["ports"]] == [10001, 9101]
+    assert all(e["name"] != "POD_IP" for e in container["env"])
