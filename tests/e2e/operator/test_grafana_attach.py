@@ -180,11 +180,16 @@ def grafana(plugins: Plugins, archive_server: ArchiveServer,
     try:
         yield handle
     finally:
-        plugins.kubectl("delete", "grafanaattachment", GRAFANA, "--ignore-not-found",
-                        "--wait=true", "--timeout=60s", check=False)
-        plugins.kubectl("delete", "deployment", GRAFANA, "--ignore-not-found",
-                        "--cascade=foreground",
-                        "--wait=true", "--timeout=60s", check=False)
+        _remove_grafana(plugins)
+
+
+def _remove_grafana(plugins: Plugins) -> None:
+    """Detach, then delete the stand-in Grafana and wait for its pods to go, so the next
+    test's Deployment of the same name starts from nothing."""
+    plugins.kubectl("delete", "grafanaattachment", GRAFANA, "--ignore-not-found",
+                    "--wait=true", "--timeout=60s", check=False)
+    plugins.kubectl("delete", "deployment", GRAFANA, "--ignore-not-found",
+                    "--cascade=foreground", "--wait=true", "--timeout=60s", check=False)
 
 
 def _grafana_pod(plugins: Plugins, *containers: str) -> str:
@@ -379,11 +384,7 @@ def test_a_sidecar_plugin_serves_grafana_on_loopback(plugins: Plugins,
         assert health["status"] == "OK", health
         assert queried["responses"]["A"]["frames"], queried
     finally:
-        plugins.kubectl("delete", "grafanaattachment", GRAFANA, "--ignore-not-found",
-                        "--wait=true", "--timeout=60s", check=False)
-        plugins.kubectl("delete", "deployment", GRAFANA, "--ignore-not-found",
-                        "--cascade=foreground",
-                        "--wait=true", "--timeout=60s", check=False)
+        _remove_grafana(plugins)
 
 
 def test_provisioned_datasources_read_their_secrets_from_files(grafana: Grafana) -> None:
