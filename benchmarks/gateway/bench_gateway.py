@@ -275,8 +275,8 @@ def write_results(runs: list[Run], encoder: EncoderResult, seconds: float, layou
         f"from when it was due), {seconds:g} s per rate and target after 1 s of unmeasured "
         "warm-up at the same rate, both targets in the same run. Query: Go sample "
         "`randomWalk`, 10 points, JSON frames. Direct = gRPC QueryData to the plugin's "
-        "endpoint, the host's gRPC port (which the host forwards byte for byte to the Go "
-        "plugin's socket), with the PluginContext the gateway would build; gateway = "
+        "endpoint, the host's gRPC port (plugin-front's local port, which passes HTTP/2 frames "
+        "to the Go plugin's socket), with the PluginContext the gateway would build; gateway = "
         "`POST /api/ds/query` through the gateway (anonymous access: no token review) to "
         f"the same endpoint. Layout `{layout}`: "
         f"{where} (backend = host + plugin). CPU in cores = CPU seconds / wall seconds.", "",
@@ -359,6 +359,10 @@ def main() -> int:
     if not 0 < args.seconds <= 60:
         parser.error("--seconds must be between 0 and 60")
     loadgen, plugin_dist = build_loadgen(), build_sample_go()
+    if not os.environ.get("PLUGIN_OPERATOR_FRONT"):  # the host serves through plugin-front
+        os.environ["PLUGIN_OPERATOR_FRONT"] = subprocess.run(
+            [str(REPO / "hack" / "build-front.sh")], capture_output=True, text=True,
+            check=True, timeout=1800).stdout.strip().splitlines()[-1]
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench-gateway-") as tmp:
         runs = asyncio.run(measure(args.rates, args.seconds, Path(tmp), loadgen, plugin_dist,

@@ -356,7 +356,11 @@ func TestLargeMessagesFlowControlAndDeadlines(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 			defer cancel()
 			err = conn.Invoke(ctx, "/pluginv2.Data/Slow", wrapperspb.String(""), out)
-			if status.Code(err) != codes.DeadlineExceeded {
+			// The caller's own timer and the reset of the expired call race through the
+			// front: the caller sees DeadlineExceeded or, if the reset wins, Canceled. (Known:
+			// under load the attach port may relay the reset a moment before the caller's own
+			// deadline; what matters here is that the call ends on both sides.)
+			if code := status.Code(err); code != codes.DeadlineExceeded && code != codes.Canceled {
 				t.Errorf("slow call: %v", err)
 			}
 			select {
@@ -420,6 +424,23 @@ func TestGoPluginServicesAreRefused(t *testing.T) {
 	if n := plugin.private.Load(); n != 0 {
 		t.Errorf("%d refused calls reached the plugin", n)
 	}
+	// Nothing is kept of answered calls.
+	f.filter.mu.Lock()
+	for c := range f.filter.conns {
+		c.mu.Lock()
+		if len(c.streams) != 0 {
+			t.Errorf("the local port still tracks %d streams", len(c.streams))
+		}
+		c.mu.Unlock()
+	}
+	f.filter.mu.Unlock()
+	f.router.mu.Lock()
+	for c := range f.router.callers {
+		if len(c.streams) != 0 {
+			t.Errorf("the attach port still tracks %d streams", len(c.streams))
+		}
+	}
+	f.router.mu.Unlock()
 	if _, err := query(ctxFor(t), dial(t, f.addresses()["local"]), "still"); err != nil {
 		t.Errorf("the plugin stopped serving: %v", err)
 	}

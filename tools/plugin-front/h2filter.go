@@ -240,7 +240,6 @@ func (w *h2Writer) flush() error {
 type filterStream struct {
 	method     int
 	watch      bool // a health Watch: told NOT_SERVING when draining starts
-	local      bool // answered here: nothing of it goes to the plugin (or comes back)
 	callerDone bool // the caller ended its side
 	pluginDone bool // the plugin ended its side
 	// Watch streams: bytes left of the plugin's current message (-1: inside its 5-byte
@@ -405,7 +404,7 @@ func (c *filterConn) close() {
 		_ = c.upstream.Close()
 		c.mu.Lock()
 		for id, st := range c.streams {
-			if !st.local && !st.pluginDone {
+			if !st.pluginDone {
 				c.s.metrics.called(st.method, codes.Unavailable)
 				c.s.metrics.openStreams.Add(-1)
 			}
@@ -419,12 +418,7 @@ func (c *filterConn) close() {
 func (c *filterConn) idle() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for _, st := range c.streams {
-		if !st.local {
-			return false
-		}
-	}
-	return true
+	return len(c.streams) == 0
 }
 
 // forget drops a stream once both sides ended it.
@@ -471,7 +465,7 @@ func (c *filterConn) fromCaller() {
 		case frameData:
 			c.mu.Lock()
 			st := c.streams[h.streamID]
-			pass := st != nil && !st.local && !st.callerDone
+			pass := st != nil && !st.callerDone
 			if pass && h.flags&flagEndStream != 0 {
 				st.callerDone = true
 				c.forgetLocked(h.streamID, st)
@@ -493,15 +487,13 @@ func (c *filterConn) fromCaller() {
 			if h.streamID != 0 {
 				c.mu.Lock()
 				st := c.streams[h.streamID]
-				pass := st != nil && !st.local
+				pass := st != nil
 				if pass && h.typ == frameRSTStream {
 					delete(c.streams, h.streamID)
 					if !st.pluginDone {
 						c.s.metrics.called(st.method, codes.Canceled)
 						c.s.metrics.openStreams.Add(-1)
 					}
-				} else if st != nil && st.local && h.typ == frameRSTStream {
-					delete(c.streams, h.streamID)
 				}
 				c.mu.Unlock()
 				if !pass {
@@ -541,7 +533,7 @@ func (c *filterConn) callerHeaders(id uint32, fields []hpack.HeaderField, endStr
 	st, known := c.streams[id]
 	if known {
 		// Trailers of a request stream.
-		pass := !st.local && !st.callerDone
+		pass := !st.callerDone
 		if pass && endStream {
 			st.callerDone = true
 			c.forgetLocked(id, st)
@@ -560,9 +552,9 @@ func (c *filterConn) callerHeaders(id uint32, fields []hpack.HeaderField, endStr
 		return id > 0 && id%2 == 1 // a late frame for a closed stream: ignore it
 	}
 	c.lastStream = id
+	// Streams answered here are not remembered: their later frames, for a stream the filter
+	// does not know, are dropped (DATA with its window given back).
 	if c.goingAway {
-		c.streams[id] = &filterStream{local: true, callerDone: endStream, pluginDone: true}
-		c.forgetLocked(id, c.streams[id])
 		c.mu.Unlock()
 		c.toCaller.mu.Lock()
 		c.toCaller.rstStream(id, errCodeRefused) // not processed: the caller may retry
@@ -581,18 +573,12 @@ func (c *filterConn) callerHeaders(id uint32, fields []hpack.HeaderField, endStr
 	draining := c.s.f.isDraining()
 	switch {
 	case call.kind == kindRefused:
-		st = &filterStream{local: true, callerDone: endStream, pluginDone: true}
-		c.streams[id] = st
-		c.forgetLocked(id, st)
 		c.mu.Unlock()
 		c.s.metrics.refused[call.refused].Add(1)
 		c.s.f.logRefusal(c.s.metrics.name, path)
 		c.answer(id, endStream, nil, codes.Unimplemented, refusal(path))
 		return true
 	case draining && (call.kind == kindHealthCheck || call.kind == kindHealthWatch):
-		st = &filterStream{local: true, callerDone: endStream, pluginDone: true}
-		c.streams[id] = st
-		c.forgetLocked(id, st)
 		c.mu.Unlock()
 		c.s.metrics.called(call.method, codes.OK)
 		c.answer(id, endStream, notServing, codes.OK, "")
@@ -661,7 +647,7 @@ func (c *filterConn) fromPlugin() {
 			endStream := h.flags&flagEndStream != 0
 			c.mu.Lock()
 			st := c.streams[h.streamID]
-			pass := st != nil && !st.local
+			pass := st != nil
 			if pass && endStream {
 				st.pluginDone = true
 				c.forgetLocked(h.streamID, st)
@@ -679,7 +665,7 @@ func (c *filterConn) fromPlugin() {
 		case frameData:
 			c.mu.Lock()
 			st := c.streams[h.streamID]
-			pass := st != nil && !st.local
+			pass := st != nil
 			endAfter := false
 			if pass && st.watch {
 				st.consume(dataPayload(h, payload))
@@ -710,7 +696,7 @@ func (c *filterConn) fromPlugin() {
 			if h.streamID != 0 {
 				c.mu.Lock()
 				st := c.streams[h.streamID]
-				pass := st != nil && !st.local
+				pass := st != nil
 				if pass && h.typ == frameRSTStream {
 					delete(c.streams, h.streamID)
 					if !st.pluginDone {
@@ -781,7 +767,7 @@ func (c *filterConn) drainWatches() {
 	var now []uint32
 	c.mu.Lock()
 	for id, st := range c.streams {
-		if st.watch && !st.local {
+		if st.watch {
 			if st.atBoundary() {
 				now = append(now, id)
 			} else {
@@ -799,18 +785,16 @@ func (c *filterConn) drainWatches() {
 func (c *filterConn) endWatch(id uint32) {
 	c.mu.Lock()
 	st := c.streams[id]
-	if st == nil || st.local {
+	if st == nil {
 		c.mu.Unlock()
 		return
 	}
-	st.local = true
 	if !st.pluginDone {
 		c.s.metrics.called(st.method, codes.OK)
 		c.s.metrics.openStreams.Add(-1)
 	}
 	requestEnded := st.callerDone
-	st.pluginDone, st.callerDone = true, true
-	c.forgetLocked(id, st)
+	delete(c.streams, id)
 	c.mu.Unlock()
 	w := c.toCaller
 	w.mu.Lock()
