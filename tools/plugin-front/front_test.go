@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -22,6 +24,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
@@ -672,5 +675,92 @@ func TestFlags(t *testing.T) {
 	}
 	if _, _, err := pluginAddress("udp:x"); err == nil {
 		t.Error("udp accepted")
+	}
+}
+
+// A frame the filter drops (here the caller's reset of a stream answered by the filter)
+// must not strand the frames read before it: they are flushed with the batch. go-plugin's
+// client sends exactly this mix right after connecting, and its first call then waited for
+// its deadline whenever the frames arrived in one read.
+func TestADroppedFrameDoesNotHoldBackTheBatch(t *testing.T) {
+	plugin := startFakePlugin(t, "a")
+	f := startFront(t, config{plugin: "unix:" + plugin.address, listen: "127.0.0.1:0"})
+	conn, err := net.Dial("tcp", f.addresses()["local"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+
+	// First the connection's setup, both ways, so that nothing of the plugin's is left to
+	// come and flush the filter's writer by chance.
+	if _, err := conn.Write([]byte(http2.ClientPreface)); err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second)) // bounded waits, not timings
+	in := http2.NewFramer(conn, conn)
+	in.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	if err := in.WriteSettings(); err != nil {
+		t.Fatal(err)
+	}
+	for acked, theirs := false, false; !acked || !theirs; {
+		frame, err := in.ReadFrame()
+		if err != nil {
+			t.Fatalf("connection setup: %v", err)
+		}
+		if s, ok := frame.(*http2.SettingsFrame); ok {
+			if s.IsAck() {
+				acked = true
+			} else {
+				theirs = true
+				_ = in.WriteSettingsAck()
+			}
+		}
+	}
+
+	var batch bytes.Buffer
+	out := http2.NewFramer(&batch, nil)
+	var block bytes.Buffer
+	enc := hpack.NewEncoder(&block)
+	headers := func(id uint32, path string) {
+		block.Reset()
+		for _, f := range [][2]string{{":method", "POST"}, {":scheme", "http"},
+			{":path", path}, {":authority", "plugin"}, {"content-type", "application/grpc"},
+			{"te", "trailers"}} {
+			_ = enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+		}
+		_ = out.WriteHeaders(http2.HeadersFrameParam{StreamID: id,
+			BlockFragment: block.Bytes(), EndHeaders: true})
+	}
+	headers(1, "/pluginv2.Data/QueryData")
+	message, _ := proto.Marshal(wrapperspb.String("q"))
+	_ = out.WriteData(1, true, grpcMessage(message))
+	headers(3, "/plugin.GRPCStdio/StreamStdio") // refused by the filter
+	_ = out.WriteRSTStream(3, http2.ErrCodeCancel)
+	if _, err := conn.Write(batch.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+
+	// Without the flush the answer never comes, and the read runs into its deadline.
+	for {
+		frame, err := in.ReadFrame()
+		if err != nil {
+			t.Fatalf("no answer to the call sent before the dropped frame: %v", err)
+		}
+		if s, ok := frame.(*http2.SettingsFrame); ok && !s.IsAck() {
+			_ = in.WriteSettingsAck()
+		}
+		meta, ok := frame.(*http2.MetaHeadersFrame)
+		if !ok || meta.StreamID != 1 || !meta.StreamEnded() {
+			continue
+		}
+		for _, field := range meta.Fields {
+			if field.Name == "grpc-status" && field.Value != "0" {
+				t.Fatalf("the call failed: %v", meta.Fields)
+			}
+		}
+		if plugin.calls.Load() != 1 {
+			t.Fatalf("the plugin served %d calls, want 1", plugin.calls.Load())
+		}
+		return
 	}
 }

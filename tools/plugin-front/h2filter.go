@@ -484,25 +484,11 @@ func (c *filterConn) fromCaller() {
 				c.toCaller.mu.Unlock()
 			}
 		case frameRSTStream, frameWindowUpdate, framePriority:
-			if h.streamID != 0 {
-				c.mu.Lock()
-				st := c.streams[h.streamID]
-				pass := st != nil
-				if pass && h.typ == frameRSTStream {
-					delete(c.streams, h.streamID)
-					if !st.pluginDone {
-						c.s.metrics.called(st.method, codes.Canceled)
-						c.s.metrics.openStreams.Add(-1)
-					}
-				}
-				c.mu.Unlock()
-				if !pass {
-					continue
-				}
+			if c.passControl(h, codes.Canceled) {
+				w.mu.Lock()
+				w.raw(h, payload)
+				w.mu.Unlock()
 			}
-			w.mu.Lock()
-			w.raw(h, payload)
-			w.mu.Unlock()
 		case frameSettings:
 			if h.flags&flagAck == 0 {
 				if size, ok := headerTableSize(payload); ok {
@@ -525,6 +511,32 @@ func (c *filterConn) fromCaller() {
 			}
 		}
 	}
+}
+
+// passControl says whether a RST_STREAM, WINDOW_UPDATE or PRIORITY frame goes on: always
+// for the connection, and for a stream only while the filter passes it (a stream answered
+// here or already ended is the other side's unknown stream). A reset ends the stream, and
+// the call is counted with resetCode unless the plugin had already finished it. The reader
+// must still flush its batch after a frame that does not pass: the frames before it may be
+// waiting in the writer.
+func (c *filterConn) passControl(h frameHeader, resetCode codes.Code) bool {
+	if h.streamID == 0 {
+		return true
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st := c.streams[h.streamID]
+	if st == nil {
+		return false
+	}
+	if h.typ == frameRSTStream {
+		delete(c.streams, h.streamID)
+		if !st.pluginDone {
+			c.s.metrics.called(st.method, resetCode)
+			c.s.metrics.openStreams.Add(-1)
+		}
+	}
+	return true
 }
 
 // callerHeaders handles a caller's header block; false ends the connection.
@@ -693,25 +705,11 @@ func (c *filterConn) fromPlugin() {
 				c.toPlugin.mu.Unlock()
 			}
 		case frameRSTStream, frameWindowUpdate, framePriority:
-			if h.streamID != 0 {
-				c.mu.Lock()
-				st := c.streams[h.streamID]
-				pass := st != nil
-				if pass && h.typ == frameRSTStream {
-					delete(c.streams, h.streamID)
-					if !st.pluginDone {
-						c.s.metrics.called(st.method, rstCode(payload))
-						c.s.metrics.openStreams.Add(-1)
-					}
-				}
-				c.mu.Unlock()
-				if !pass {
-					continue
-				}
+			if c.passControl(h, rstCode(payload)) {
+				w.mu.Lock()
+				w.raw(h, payload)
+				w.mu.Unlock()
 			}
-			w.mu.Lock()
-			w.raw(h, payload)
-			w.mu.Unlock()
 		case frameSettings:
 			if h.flags&flagAck == 0 {
 				if size, ok := headerTableSize(payload); ok {
