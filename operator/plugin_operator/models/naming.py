@@ -74,9 +74,9 @@ def service_name(plugin_name: str) -> str:
 
 def peers_service_name(plugin_name: str) -> str:
     """The headless Service listing a Plugin's ready backend pods, one address each: what
-    each pod's attach port looks up to balance calls over its peers (a DNS label)."""
-    suffix = "-peers"
-    return _bounded("plugin", plugin_name, _DNS_LABEL_MAX - len(suffix)) + suffix
+    each pod's attach port looks up to balance calls over its peers (a DNS label). A prefix
+    of its own, so that no Plugin's name can make it another Plugin's ``plugin-`` Service."""
+    return _bounded("peers", plugin_name)
 
 
 def pod_name(plugin_name: str, spec_hash: str, ordinal: int) -> str:

@@ -113,7 +113,7 @@ def test_backends_serve_the_attach_port_balanced_over_their_peers() -> None:
     (backend,) = backend_pod(REF, SPEC, ARTIFACT, CONFIG, 0)["spec"]["containers"]
     args = backend["args"]
     assert args[args.index("--attach-port") + 1] == "11000"
-    assert args[args.index("--peers") + 1] == "plugin-clickhouse-peers.plugins.svc:10000"
+    assert args[args.index("--peers") + 1] == "peers-clickhouse.plugins.svc:10000"
     assert {p["name"]: p["containerPort"] for p in backend["ports"]} == {
         "grpc": 10000, "grpc-attach": 11000, "http-metrics": 9100}
     # The host knows itself among the peers by the pod's IP, from the downward API.
@@ -131,7 +131,7 @@ def test_the_service_has_the_attach_port_and_a_headless_twin_lists_peers() -> No
         ("http-metrics", 9100, "http-metrics", None)]
     peers = backend_peers_service(REF, SPEC)
     assert peers["metadata"]["name"] == naming.peers_service_name("clickhouse") == \
-        "plugin-clickhouse-peers"
+        "peers-clickhouse"
     assert peers["metadata"]["namespace"] == "plugins"
     assert peers["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
     assert peers["spec"]["clusterIP"] == "None"
@@ -141,8 +141,10 @@ def test_the_service_has_the_attach_port_and_a_headless_twin_lists_peers() -> No
                                        "protocol": "TCP", "appProtocol": "grpc"}]
     long_name = naming.peers_service_name("x" * 200)
     assert len(long_name) <= 63
-    assert long_name.endswith("-peers")
+    assert long_name.startswith("peers-")
     assert long_name != naming.peers_service_name("x" * 199)
+    # A Plugin named like another's peers Service gets a Service of its own.
+    assert naming.service_name("clickhouse-peers") != naming.peers_service_name("clickhouse")
 
 
 def test_sidecars_serve_only_their_local_port() -> None:
