@@ -19,7 +19,6 @@ from plugin_operator.models import naming
 # How long a pod may stay in Terminating past its grace period before we force it; a pod
 # on a lost node never finishes on its own, and its name blocks the replacement.
 STUCK_TERMINATING_SECONDS = 30.0
-INIT_FAILURES_TO_REPLACE = 1
 
 
 def parse_time(text: str | None) -> datetime | None:
@@ -146,11 +145,6 @@ def plan_pods(replicas: int, wanted_hash: str, pods: Sequence[ObservedPod], now:
     deletions: list[Deletion] = []
     for pod in pods:
         if pod.terminal:
-            deletions.append(Deletion(pod, DeleteReason.FAILED, force=True))
-        elif pod.deleting_since is None and pod.init_failures >= INIT_FAILURES_TO_REPLACE:
-            # The fetch already retried for a minute inside the pod: what fails is this
-            # pod's network (a sandbox whose DNS or policy never came right), which a new
-            # pod, with a new address, does not inherit. The kubelet would only retry it.
             deletions.append(Deletion(pod, DeleteReason.FAILED, force=True))
         elif pod.deleting_since is not None:
             overdue = (now - pod.deleting_since).total_seconds()

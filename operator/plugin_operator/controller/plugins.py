@@ -270,11 +270,6 @@ class PluginService:
                 delay = self.backoff.record_failure(str(key))
                 metrics.BACKEND_RESTARTS.labels(key.namespace, key.name).inc()
                 why = deletion.pod.reason or deletion.pod.phase
-                if deletion.pod.init_failures and not deletion.pod.terminal:
-                    fetch_failure = deletion.pod.init_termination
-                    why = "its init step could not fetch the plugin" + (
-                        f": {fetch_failure.message.splitlines()[-1]}"
-                        if fetch_failure and fetch_failure.message else "")
                 self.events.emit(obj, "Warning", "BackendReplaced",
                                  f"pod {deletion.pod.name} failed ({why}); a new pod follows "
                                  f"in {delay:.0f}s")
@@ -318,11 +313,7 @@ class PluginService:
         })
         if failure is not None and is_newer(failure, status.get("lastFailure"), now):
             new_status["lastFailure"] = failure.as_status(now)
-            self.events.emit(obj, "Warning", "BackendCrashed",
-                             f"backend in pod {failure.pod} exited with code "
-                             f"{failure.termination.exit_code} ({failure.termination.reason})"
-                             + (f": {failure.termination.message.splitlines()[-1]}"
-                                if failure.termination.message else ""))
+            self.events.emit(obj, "Warning", *failure.event())
         new_status["conditions"] = [
             *[c for c in new_status["conditions"] if c["type"] != "BackendReady"],
             condition(status.get("conditions") or [], "BackendReady",

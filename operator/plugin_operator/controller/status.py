@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from plugin_operator.controller.planner import ObservedPod, Termination
+
+# lastFailure.reason of a failed fetch by a pod's init step (the container's own reason is
+# a bare "Error").
+FETCH_FAILED = "FetchFailed"
 
 
 class Phase(enum.StrEnum):
@@ -77,6 +81,21 @@ class Failure:
     pod: str
     termination: Termination
 
+    @property
+    def fetching(self) -> bool:
+        return self.termination.reason == FETCH_FAILED
+
+    def event(self) -> tuple[str, str]:
+        """(reason, message) of the Warning event that reports it."""
+        last = self.termination.message.splitlines()[-1] if self.termination.message else ""
+        if self.fetching:
+            return "FetchFailing", (f"pod {self.pod} could not fetch the plugin (its init "
+                                    f"step retries with the kubelet's backoff)"
+                                    + (f": {last}" if last else ""))
+        return "BackendCrashed", (f"backend in pod {self.pod} exited with code "
+                                  f"{self.termination.exit_code} ({self.termination.reason})"
+                                  + (f": {last}" if last else ""))
+
     def as_status(self, now: datetime) -> dict[str, Any]:
         finished = self.termination.finished_at
         return {"pod": self.pod, "exitCode": self.termination.exit_code,
@@ -86,10 +105,14 @@ class Failure:
 
 
 def latest_failure(pods: Sequence[ObservedPod]) -> Failure | None:
-    """The most recent backend termination that was not a clean exit."""
+    """The most recent backend termination that was not a clean exit, or failed fetch of
+    the plugin by a pod's init step (which the kubelet retries: the pod stays)."""
     failures = [Failure(p.name, p.last_termination) for p in pods
                 if p.last_termination is not None
                 and (p.last_termination.exit_code != 0 or p.phase == "Failed")]
+    failures += [Failure(p.name, replace(p.init_termination, reason=FETCH_FAILED))
+                 for p in pods if p.alive and p.init_termination is not None
+                 and p.init_termination.exit_code != 0]
     failures += [Failure(p.name, Termination(1, p.reason or "Failed", "", None))
                  for p in pods if p.phase == "Failed" and p.last_termination is None]
     if not failures:

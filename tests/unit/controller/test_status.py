@@ -1,11 +1,18 @@
-"""status.lastFailure keeps a crash's cause (its first lines) and its last lines."""
+"""status.lastFailure keeps a crash's cause (its first lines) and its last lines, and
+reports a failed fetch of the plugin by a pod's init step."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from plugin_operator.controller.planner import Termination
-from plugin_operator.controller.status import MESSAGE_LIMIT, Failure, abbreviate
+from plugin_operator.controller.planner import Termination, observe_pod
+from plugin_operator.controller.status import (
+    FETCH_FAILED,
+    MESSAGE_LIMIT,
+    Failure,
+    abbreviate,
+    latest_failure,
+)
 
 NOW = datetime(2025, 1, 1, tzinfo=UTC)
 
@@ -45,3 +52,26 @@ def test_one_enormous_line_is_cut_but_bounded() -> None:
     assert len(kept) <= 500
     assert kept.startswith("xxx")
     assert kept.endswith("last words")
+
+
+def test_a_failed_fetch_is_reported_with_its_reason_and_the_pod_stays() -> None:
+    fetching = observe_pod({
+        "metadata": {"name": "x-abcdef0123-0", "uid": "u",
+                     "annotations": {"plugin-operator.dev/spec-hash": "h1"}},
+        "status": {"phase": "Pending", "initContainerStatuses": [{
+            "name": "fetch-plugin", "restartCount": 2, "state": {"running": {}},
+            "lastState": {"terminated": {
+                "exitCode": 1, "reason": "Error", "finishedAt": "2025-01-01T00:00:05Z",
+                "message": "fetching http://op/artifacts/ab\nerror: connection refused\n"}}}]},
+    })
+    failure = latest_failure([fetching])
+    assert failure is not None
+    assert failure.as_status(NOW)["reason"] == FETCH_FAILED
+    reason, message = failure.event()
+    assert reason == "FetchFailing"
+    assert message.endswith("could not fetch the plugin (its init step retries with the "
+                            "kubelet's backoff): error: connection refused")
+    # A crash is still a crash.
+    crash = Failure("p", Termination(2, "Error", "panic: boom\nexit status 2", NOW))
+    assert crash.event() == ("BackendCrashed", "backend in pod p exited with code 2 "
+                                               "(Error): exit status 2")
