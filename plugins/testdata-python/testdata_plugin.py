@@ -5,7 +5,8 @@ Queries (``queryType`` or the model's ``scenario``): ``random_walk`` (seriesCoun
 (sleeps ``seconds``, stops when the call is cancelled) and ``chatty`` (prints ``megabytes``
 of output to stdout and stderr). Resources: ``json``, ``stream`` (several chunks), ``echo``,
 ``whoami`` (the serving process's pid and host name).
-Health needs ``jsonData.endpoint`` and the secure ``apiKey``. RunStream emits counter
+Health needs ``jsonData.endpoint`` and the secure ``apiKey``; with ``jsonData.checkConnection``
+it also opens a TCP connection to the endpoint and reports why that failed. RunStream emits counter
 frames. The ``crash_after_queries`` setting (GF_PLUGIN_CRASH_AFTER_QUERIES, or jsonData
 ``crashAfterQueries``) makes the process exit with status 3 after that many queries.
 """
@@ -20,6 +21,7 @@ import os
 import random
 import socket
 import sys
+import urllib.parse
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -60,6 +62,26 @@ def _crash_after(ctx: PluginContext) -> int:
     from_json = settings.json().get("crashAfterQueries") if settings else None
     raw = from_json or os.environ.get("GF_PLUGIN_CRASH_AFTER_QUERIES") or 0
     return int(raw)
+
+
+async def _connect_failure(endpoint: str) -> str:
+    """Why a TCP connection to the endpoint's host and port fails ("" when it opens), in
+    the words of the usual client libraries."""
+    url = urllib.parse.urlsplit(endpoint)
+    host = url.hostname or ""
+    try:
+        port = url.port or (443 if url.scheme == "https" else 80)
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 3)
+    except socket.gaierror as exc:
+        return f"dial tcp {host}: lookup {host}: name resolution failed: {exc.strerror}"
+    except ConnectionRefusedError:
+        return f"dial tcp {host}:{port}: connect: connection refused"
+    except TimeoutError:
+        return f"dial tcp {host}:{port}: i/o timeout"
+    except (OSError, ValueError) as exc:
+        return f"dial tcp {host}: {exc}"
+    writer.close()
+    return ""
 
 
 def random_walk(query: DataQuery, series: int) -> list[Frame]:
@@ -183,6 +205,10 @@ class Datasource:
             return CheckHealthResult(HealthStatus.ERROR, "jsonData.endpoint is not set")
         if not api_key:
             return CheckHealthResult(HealthStatus.ERROR, "secure setting apiKey is missing")
+        if settings.json().get("checkConnection"):
+            failure = await _connect_failure(endpoint)
+            if failure:
+                return CheckHealthResult(HealthStatus.ERROR, failure)
         details = json.dumps({"endpoint": endpoint, "keyLength": len(api_key)}).encode()
         return CheckHealthResult(HealthStatus.OK, f"connected to {endpoint}", details)
 

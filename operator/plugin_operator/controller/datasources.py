@@ -18,6 +18,7 @@ from plugin_operator.controller import metrics
 from plugin_operator.controller.config import OperatorConfig
 from plugin_operator.controller.endpoints import ready_endpoints
 from plugin_operator.controller.events import EventRecorder
+from plugin_operator.controller.health_hints import network_hint
 from plugin_operator.controller.planner import parse_time
 from plugin_operator.controller.status import condition, timestamp
 from plugin_operator.kube.rest import KubeApi, NotFoundError, core_path, group_path
@@ -147,18 +148,25 @@ class DataSourceService:
                                     plugin_version=str((plugin.get("spec") or {})
                                                        .get("version", "")))
             health = await self._check(endpoints, context)
+            old_message = (status.get("health") or {}).get("message")
             metrics.HEALTH_CHECKS.labels(health.status).inc()
             old = (status.get("health") or {}).get("status")
-            if old != health.status:
+            hint = network_hint(health.message) if health.status != "OK" else None
+            if old != health.status or (hint and old_message != health.message):
                 self.events.emit(obj, "Normal" if health.status == "OK" else "Warning",
-                                 "Healthy" if health.status == "OK" else "Unhealthy",
-                                 f"CheckHealth: {health.status}: {health.message}")
+                                 "Healthy" if health.status == "OK" else
+                                 hint.reason if hint else "Unhealthy",
+                                 f"CheckHealth: {health.status}: "
+                                 + (hint.explain(health.message) if hint else health.message))
             new_status["health"] = {"status": health.status, "message": health.message,
                                     "checkedAt": timestamp(now),
                                     **({"details": health.details} if health.details else {})}
             last = now
         health_status = (new_status["health"] or {}).get("status", "UNKNOWN")
         health_message = (new_status["health"] or {}).get("message", "")
+        failed_reason = "CheckFailed"
+        if health_status != "OK" and (hint := network_hint(health_message)):
+            failed_reason, health_message = hint.reason, hint.explain(health_message)
         new_status["conditions"] = [
             condition(previous, "PluginReady", True, "BackendReady",
                       f"{len(endpoints)} ready backend(s) of Plugin {spec.plugin_name!r}",
@@ -166,7 +174,7 @@ class DataSourceService:
             condition(previous, "Healthy",
                       None if not spec.health_check.enabled else health_status == "OK",
                       "Disabled" if not spec.health_check.enabled else
-                      ("CheckPassed" if health_status == "OK" else "CheckFailed"),
+                      ("CheckPassed" if health_status == "OK" else failed_reason),
                       health_message, generation, now),
         ]
         await self._write(key, obj, new_status)

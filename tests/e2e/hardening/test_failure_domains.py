@@ -13,6 +13,10 @@ import json
 import time
 from typing import Any
 
+import yaml
+
+from tests.e2e.conftest import REPO_ROOT
+from tests.e2e.gateway.conftest import CLIENT_POD, _datasource
 from tests.e2e.hardening.attacks import FLOOD, STEADY
 from tests.e2e.hardening.conftest import (
     DEADLY_UID,
@@ -163,3 +167,49 @@ def test_steady_load_survives_deleted_backends_and_a_deleted_operator(
     assert_all_answered(report, hardening)
     plugins.wait_for("two ready replicas after the chaos",
                      functools.partial(plugin_running, plugins, 2), timeout_s=180)
+
+
+def _healthy_condition(plugins: Any, name: str) -> dict[str, Any]:
+    conditions = plugins.status("datasourceinstance", name).get("conditions") or []
+    return next((c for c in conditions if c["type"] == "Healthy"), {})
+
+
+def test_a_health_check_that_cannot_reach_its_server_says_why(hardening: Hardening) -> None:
+    """Item 3's other half: a datasource whose backend cannot resolve or reach its server
+    reports it with a reason and what to check, and the documented per-Plugin egress
+    policy (examples/datasource-egress.yaml) opens the way."""
+    plugins = hardening.plugins
+    namespace = plugins.namespace
+    target_ip = plugins.get("pod", CLIENT_POD)["status"]["podIP"]
+    cases = {"no-such-name": f"https://nothing-here.{namespace}.svc.cluster.local",
+             "blocked": f"http://{target_ip}:9"}
+    for name, endpoint in cases.items():
+        source = _datasource(name, f"hd-{name}", PLUGIN,
+                             {"endpoint": endpoint, "checkConnection": True})
+        source["spec"]["healthCheck"] = {"interval": "5s"}
+        plugins.apply(source)
+
+    def reason(name: str, wanted: str) -> Any:
+        found = _healthy_condition(plugins, name)
+        return found if found.get("status") == "False" and found.get("reason") == wanted \
+            else None
+
+    unresolved = plugins.wait_for("NameResolutionFailed", lambda: reason(
+        "no-such-name", "NameResolutionFailed"), timeout_s=120)
+    assert "networkPolicy.dns.ports" in unresolved["message"], unresolved
+    dropped = plugins.wait_for("ConnectionTimedOut (egress dropped by the policy)",
+                               lambda: reason("blocked", "ConnectionTimedOut"), timeout_s=120)
+    assert "datasource-egress.yaml" in dropped["message"], dropped
+    assert any(e.startswith("ConnectionTimedOut:") for e in plugins.events("blocked"))
+    # The example's policy, for this Plugin and the target's address: now the connection is
+    # answered (nothing listens on port 9), so the check says refused.
+    policy = yaml.safe_load((REPO_ROOT / "examples" / "datasource-egress.yaml").read_text())
+    policy["metadata"] = {"name": "py-egress"}
+    policy["spec"]["podSelector"]["matchLabels"]["plugin-operator.dev/plugin"] = PLUGIN
+    policy["spec"]["egress"] = [{"to": [{"ipBlock": {"cidr": f"{target_ip}/32"}}],
+                                 "ports": [{"protocol": "TCP", "port": 9}]}]
+    plugins.apply(policy)
+    plugins.wait_for("ConnectionRefused once egress is open",
+                     lambda: reason("blocked", "ConnectionRefused"), timeout_s=120)
+    plugins.kubectl("delete", "networkpolicy/py-egress",
+                    *(f"datasourceinstance/{name}" for name in cases), check=False)
