@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import subprocess
 import time
 from typing import Any
 
@@ -174,6 +175,14 @@ def _healthy_condition(plugins: Any, name: str) -> dict[str, Any]:
     return next((c for c in conditions if c["type"] == "Healthy"), {})
 
 
+LISTEN = """
+import socket
+server = socket.create_server(("", 8080))
+while True:
+    server.accept()[0].close()
+"""
+
+
 def test_a_health_check_that_cannot_reach_its_server_says_why(hardening: Hardening) -> None:
     """Item 3's other half: a datasource whose backend cannot resolve or reach its server
     reports it with a reason and what to check, and the documented per-Plugin egress
@@ -181,35 +190,45 @@ def test_a_health_check_that_cannot_reach_its_server_says_why(hardening: Hardeni
     plugins = hardening.plugins
     namespace = plugins.namespace
     target_ip = plugins.get("pod", CLIENT_POD)["status"]["podIP"]
+    listener = subprocess.Popen(  # a server in the client pod, which backends may not reach
+        [str(hardening.cluster.kubectl_path), "--kubeconfig",
+         str(hardening.cluster.kubeconfig), "-n", namespace, "exec", CLIENT_POD, "--",
+         "timeout", "300", "python3", "-c", LISTEN],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     cases = {"no-such-name": f"https://nothing-here.{namespace}.svc.cluster.local",
-             "blocked": f"http://{target_ip}:9"}
-    for name, endpoint in cases.items():
-        source = _datasource(name, f"hd-{name}", PLUGIN,
-                             {"endpoint": endpoint, "checkConnection": True})
-        source["spec"]["healthCheck"] = {"interval": "5s"}
-        plugins.apply(source)
+             "blocked": f"http://{target_ip}:8080"}
+    try:
+        for name, endpoint in cases.items():
+            source = _datasource(name, f"hd-{name}", PLUGIN,
+                                 {"endpoint": endpoint, "checkConnection": True})
+            source["spec"]["healthCheck"] = {"interval": "5s"}
+            plugins.apply(source)
 
-    def reason(name: str, wanted: str) -> Any:
-        found = _healthy_condition(plugins, name)
-        return found if found.get("status") == "False" and found.get("reason") == wanted \
-            else None
+        def healthy(name: str, status: str, *reasons: str) -> Any:
+            found = _healthy_condition(plugins, name)
+            return found if found.get("status") == status and found.get("reason") in reasons \
+                else None
 
-    unresolved = plugins.wait_for("NameResolutionFailed", lambda: reason(
-        "no-such-name", "NameResolutionFailed"), timeout_s=120)
-    assert "networkPolicy.dns.ports" in unresolved["message"], unresolved
-    dropped = plugins.wait_for("ConnectionTimedOut (egress dropped by the policy)",
-                               lambda: reason("blocked", "ConnectionTimedOut"), timeout_s=120)
-    assert "datasource-egress.yaml" in dropped["message"], dropped
-    assert any(e.startswith("ConnectionTimedOut:") for e in plugins.events("blocked"))
-    # The example's policy, for this Plugin and the target's address: now the connection is
-    # answered (nothing listens on port 9), so the check says refused.
-    policy = yaml.safe_load((REPO_ROOT / "examples" / "datasource-egress.yaml").read_text())
-    policy["metadata"] = {"name": "py-egress"}
-    policy["spec"]["podSelector"]["matchLabels"]["plugin-operator.dev/plugin"] = PLUGIN
-    policy["spec"]["egress"] = [{"to": [{"ipBlock": {"cidr": f"{target_ip}/32"}}],
-                                 "ports": [{"protocol": "TCP", "port": 9}]}]
-    plugins.apply(policy)
-    plugins.wait_for("ConnectionRefused once egress is open",
-                     lambda: reason("blocked", "ConnectionRefused"), timeout_s=120)
-    plugins.kubectl("delete", "networkpolicy/py-egress",
-                    *(f"datasourceinstance/{name}" for name in cases), check=False)
+        unresolved = plugins.wait_for("NameResolutionFailed", lambda: healthy(
+            "no-such-name", "False", "NameResolutionFailed"), timeout_s=120)
+        assert "networkPolicy.dns.ports" in unresolved["message"], unresolved
+        # The chart's policy refuses the backend's egress to the listening server: the
+        # policy's implementation answers with a reset (refused) or drops (timeout).
+        blocked = plugins.wait_for("the egress policy's refusal reported", lambda: healthy(
+            "blocked", "False", "ConnectionRefused", "ConnectionTimedOut"), timeout_s=120)
+        assert "datasource-egress.yaml" in blocked["message"], blocked
+        assert any(e.startswith(f"{blocked['reason']}:") for e in plugins.events("blocked"))
+        # The example's policy, for this Plugin and the server's address and port.
+        policy = yaml.safe_load((REPO_ROOT / "examples" / "datasource-egress.yaml")
+                                .read_text())
+        policy["metadata"] = {"name": "py-egress"}
+        policy["spec"]["podSelector"]["matchLabels"]["plugin-operator.dev/plugin"] = PLUGIN
+        policy["spec"]["egress"] = [{"to": [{"ipBlock": {"cidr": f"{target_ip}/32"}}],
+                                     "ports": [{"protocol": "TCP", "port": 8080}]}]
+        plugins.apply(policy)
+        plugins.wait_for("the check passing once egress is open",
+                         lambda: healthy("blocked", "True", "CheckPassed"), timeout_s=120)
+    finally:
+        listener.kill()
+        plugins.kubectl("delete", "networkpolicy/py-egress",
+                        *(f"datasourceinstance/{name}" for name in cases), check=False)
