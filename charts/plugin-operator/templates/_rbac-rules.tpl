@@ -55,7 +55,15 @@ serves the whole cluster, into Roles in each plugin namespace otherwise.
   verbs: [get, list, watch]
 - apiGroups: [apps]
   resources: [deployments, statefulsets, daemonsets]
-  verbs: [get, list, watch, patch]
+  verbs: [get, list, watch]
+# Only the workloads named in operator.workloadNames, when it lists any (RBAC can narrow
+# patch, not list or watch, to names).
+- apiGroups: [apps]
+  resources: [deployments, statefulsets, daemonsets]
+  verbs: [patch]
+  {{- with .Values.operator.workloadNames }}
+  resourceNames: {{ toJson . }}
+  {{- end }}
 # Backend pods and pods with sidecars: readiness, restarts, exit codes, termination messages.
 - apiGroups: [""]
   resources: [pods]

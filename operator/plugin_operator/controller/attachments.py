@@ -23,7 +23,7 @@ from plugin_operator.controller.events import EventRecorder
 from plugin_operator.controller.podspec import Artifact
 from plugin_operator.controller.sidecars import TargetKey, target_of
 from plugin_operator.controller.status import condition
-from plugin_operator.kube.rest import KubeApi, NotFoundError, core_path, group_path
+from plugin_operator.kube.rest import ApiError, KubeApi, NotFoundError, core_path, group_path
 from plugin_operator.models import naming
 from plugin_operator.models.attachment import (
     ATTACHMENT_FINALIZER,
@@ -127,7 +127,18 @@ class AttachmentService:
         patch = plan.workload_apply_patch(target.kind, key.namespace, target.name, container,
                                           spec, attached, datasources, ds_digest, config_map,
                                           self.config)
-        applied = await self.kube.apply(target.path(), patch, field_manager=plan.FIELD_MANAGER)
+        try:
+            applied = await self.kube.apply(target.path(), patch,
+                                            field_manager=plan.FIELD_MANAGER)
+        except ApiError as exc:
+            if exc.status != 403:
+                raise
+            await self._write_status(key, obj, {"workload": str(target), "plugins": [],
+                                                "summary": "not allowed"},
+                                     False, "WorkloadNotAllowed",
+                                     f"the operator may not change {target}: add "
+                                     f"{target.name!r} to the chart's operator.workloadNames")
+            return MISSING_RECHECK_SECONDS
         if not datasources:
             await self.kube.delete(core_path(key.namespace, "configmaps",
                                              naming.attachment_object_name(key.name,

@@ -19,7 +19,7 @@ from plugin_operator.controller.config import OperatorConfig
 from plugin_operator.controller.events import EventRecorder
 from plugin_operator.controller.podspec import Artifact, Sidecar, assign_slots, sidecar_apply_patch
 from plugin_operator.controller.status import Phase, condition
-from plugin_operator.kube.rest import KubeApi, NotFoundError, group_path
+from plugin_operator.kube.rest import ApiError, KubeApi, NotFoundError, group_path
 from plugin_operator.models import naming
 from plugin_operator.models.resources import (
     API_VERSION,
@@ -132,7 +132,16 @@ class SidecarService:
                             slots[m.obj["metadata"]["name"]]) for m in members]
         patch = sidecar_apply_patch(target.kind, target.namespace, target.name, sidecars,
                                     self.config)
-        await self.kube.apply(target.path(), patch, field_manager=SIDECAR_FIELD_MANAGER)
+        try:
+            await self.kube.apply(target.path(), patch, field_manager=SIDECAR_FIELD_MANAGER)
+        except ApiError as exc:
+            if exc.status != 403:
+                raise
+            for member in members:
+                await self._report(member, 0, 0, f"the operator may not change {target}: add "
+                                                 f"{target.name!r} to the chart's "
+                                                 "operator.workloadNames")
+            return 60.0
         pods = await workload_pods(self.kube, target)
         all_ready = True
         for member in members:

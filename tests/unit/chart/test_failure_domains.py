@@ -125,3 +125,20 @@ def test_the_namespaces_the_chart_creates_are_labelled_as_served(render: Render)
     created = render({"plugins": {"namespaces": ["team-a"], "createNamespaces": True}})
     (namespace,) = [n for n in created.all("Namespace") if n["metadata"]["name"] == "team-a"]
     assert namespace["metadata"]["labels"]["plugin-operator.dev/plugins"] == "true"
+
+
+def _workload_patch_rules(rendered: Rendered) -> list[Manifest]:
+    roles = [r for r in rendered.all("Role") + rendered.all("ClusterRole")
+             if "operator" in r["metadata"]["name"]]
+    return [rule for role in roles for rule in role.get("rules") or []
+            if "deployments" in rule.get("resources", []) and "patch" in rule["verbs"]]
+
+
+def test_the_operator_patches_only_the_named_workloads(render: Render) -> None:
+    named = _workload_patch_rules(render({"operator": {"workloadNames": ["grafana"]}}))
+    assert named
+    for rule in named:
+        assert rule["verbs"] == ["patch"]
+        assert rule["resourceNames"] == ["grafana"]
+    # By default any workload of the plugin namespaces, as sidecar mode always allowed.
+    assert all("resourceNames" not in rule for rule in _workload_patch_rules(render()))
