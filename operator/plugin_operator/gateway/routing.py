@@ -206,11 +206,17 @@ class RoutingTable:
         if not found:
             raise RouteLookupError(404, f"Plugin not found: no Plugin with pluginId {plugin_id!r}"
                                 + (f" in namespace {namespace!r}" if namespace else ""))
-        if len(found) > 1:
-            where = ", ".join(sorted(str(p.key) for p in found))
-            raise RouteLookupError(409, f"pluginId {plugin_id!r} is served by several Plugins "
-                                     f"({where}); add ?namespace=<ns>")
-        return found[0]
+        # In one namespace the oldest Plugin with the id serves it, as Grafana keeps the
+        # plugin it found first: a second one (an upgrade applied under a new name, a copy)
+        # does not take its routes away. Across namespaces the caller must choose.
+        owners: dict[str, PluginRecord] = {}
+        for plugin in sorted(found, key=lambda p: (p.created or "~", p.key.name)):
+            owners.setdefault(plugin.key.namespace, plugin)
+        if len(owners) > 1:
+            where = ", ".join(sorted(str(p.key) for p in owners.values()))
+            raise RouteLookupError(409, f"pluginId {plugin_id!r} is served in several "
+                                        f"namespaces ({where}); add ?namespace=<ns>")
+        return next(iter(owners.values()))
 
     def app_settings(self, plugin: PluginRecord) -> AppInstanceSettings:
         secure = _resolve_secure(plugin.spec.app_secure_json_data_from, plugin.key.namespace,

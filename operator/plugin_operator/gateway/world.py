@@ -68,6 +68,7 @@ class PluginRecord:
     spec: PluginSpec
     phase: str
     facts: PluginFacts
+    created: str = ""  # metadata.creationTimestamp (RFC 3339 in UTC: sorts as text)
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,8 @@ def parse_plugin(obj: Mapping[str, Any]) -> PluginRecord:
         artifact_url=str(artifact.get("url") or ""),
         signature_error_code=str(signature.get("errorCode") or ""),
         message=str(status.get("message") or ""))
-    return PluginRecord(key, spec, str(status.get("phase") or ""), facts)
+    created = str((obj.get("metadata") or {}).get("creationTimestamp") or "")
+    return PluginRecord(key, spec, str(status.get("phase") or ""), facts, created)
 
 
 def parse_datasource(obj: Mapping[str, Any]) -> DataSourceRecord:

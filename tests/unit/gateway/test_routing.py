@@ -152,3 +152,23 @@ def test_plugin_by_id_and_app_settings() -> None:
     with pytest.raises(RouteLookupError) as missing:
         table.plugin_by_id("nope")
     assert missing.value.status == 404
+
+
+def test_the_oldest_plugin_with_an_id_serves_it_in_its_namespace() -> None:
+    """Two Plugins with one pluginId in a namespace answered 409 forever (issue 12)."""
+    table = RoutingTable()
+    newer = plugin_object("copy", "my-app")
+    newer["metadata"]["creationTimestamp"] = "2026-11-02T00:00:00Z"
+    older = plugin_object("original", "my-app")
+    older["metadata"]["creationTimestamp"] = "2026-11-01T00:00:00Z"
+    table.apply(Kind.PLUGIN, newer)
+    table.apply(Kind.PLUGIN, older)
+    assert table.plugin_by_id("my-app").key.name == "original"
+    assert table.plugin_by_id("my-app", "default").key.name == "original"
+    # In another namespace too: now the caller has to say which.
+    table.apply(Kind.PLUGIN, plugin_object("other", "my-app", "team-b"))
+    with pytest.raises(RouteLookupError) as ambiguous:
+        table.plugin_by_id("my-app")
+    assert ambiguous.value.status == 409
+    assert "?namespace=" in str(ambiguous.value)
+    assert table.plugin_by_id("my-app", "team-b").key.name == "other"
