@@ -23,6 +23,7 @@ from plugin_operator.controller.events import EventRecorder
 from plugin_operator.controller.podspec import Artifact
 from plugin_operator.controller.sidecars import TargetKey, target_of
 from plugin_operator.controller.status import condition
+from plugin_operator.controller.status_patch import merge_patch
 from plugin_operator.kube.rest import ApiError, KubeApi, NotFoundError, core_path, group_path
 from plugin_operator.models import naming
 from plugin_operator.models.attachment import (
@@ -278,13 +279,14 @@ class AttachmentService:
                   "plugins": [], "datasources": [], **fields,
                   "conditions": [condition(previous.get("conditions") or [], "Ready", ready,
                                            reason, message, generation, self.clock())]}
-        if status == previous:
+        patch = merge_patch(previous, status)
+        if patch is None:
             return
         if previous.get("conditions") != status["conditions"] and not ready and \
                 reason not in ("Attaching",):
             self.events.emit(obj, "Warning", reason, message)
         try:
-            await self.kube.merge_patch(attachment_path(key, "status"), {"status": status})
+            await self.kube.merge_patch(attachment_path(key, "status"), {"status": patch})
         except NotFoundError:
             return
 

@@ -21,6 +21,7 @@ from plugin_operator.controller.events import EventRecorder
 from plugin_operator.controller.health_hints import network_hint
 from plugin_operator.controller.planner import parse_time
 from plugin_operator.controller.status import condition, timestamp
+from plugin_operator.controller.status_patch import merge_patch
 from plugin_operator.kube.rest import KubeApi, NotFoundError, core_path, group_path
 from plugin_operator.models.resources import (
     API_VERSION,
@@ -241,12 +242,12 @@ class DataSourceService:
 
     async def _write(self, key: DataSourceKey, obj: Mapping[str, Any],
                      new_status: dict[str, Any]) -> None:
-        cleaned = {k: v for k, v in new_status.items() if v is not None}
         metrics.LAST_SEEN.datasource_health[str(key)] = str(
-            (cleaned.get("health") or {}).get("status", "UNKNOWN"))
-        if cleaned == obj.get("status"):
+            (new_status.get("health") or {}).get("status", "UNKNOWN"))
+        patch = merge_patch(obj.get("status"), new_status)
+        if patch is None:
             return
         try:
-            await self.kube.merge_patch(self._path(key, "status"), {"status": cleaned})
+            await self.kube.merge_patch(self._path(key, "status"), {"status": patch})
         except NotFoundError:
             return

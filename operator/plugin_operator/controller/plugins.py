@@ -43,6 +43,7 @@ from plugin_operator.controller.status import (
     latest_failure,
     phase_message,
 )
+from plugin_operator.controller.status_patch import merge_patch
 from plugin_operator.kube.rest import ConflictError, KubeApi, NotFoundError, core_path, group_path
 from plugin_operator.models import naming
 from plugin_operator.models.resources import (
@@ -435,13 +436,10 @@ class PluginService:
 
     async def _write_status(self, key: PluginKey, obj: Mapping[str, Any],
                             new_status: dict[str, Any]) -> None:
-        cleaned = {k: v for k, v in new_status.items() if v is not None}
-        metrics.LAST_SEEN.plugin_phases[str(key)] = str(cleaned.get("phase", ""))
-        if cleaned == obj.get("status"):
+        metrics.LAST_SEEN.plugin_phases[str(key)] = str(new_status.get("phase") or "")
+        patch = merge_patch(obj.get("status"), new_status)
+        if patch is None:
             return
-        # A merge patch would keep fields we dropped (e.g. an old lastFailure set to None),
-        # so absent fields are sent as explicit nulls.
-        patch = {**{k: None for k in (obj.get("status") or {}) if k not in cleaned}, **cleaned}
         try:
             await self.kube.merge_patch(plugin_path(key, "status"), {"status": patch})
         except NotFoundError:

@@ -19,6 +19,7 @@ from plugin_operator.controller.config import OperatorConfig
 from plugin_operator.controller.events import EventRecorder
 from plugin_operator.controller.podspec import Artifact, Sidecar, assign_slots, sidecar_apply_patch
 from plugin_operator.controller.status import Phase, condition
+from plugin_operator.controller.status_patch import merge_patch
 from plugin_operator.kube.rest import ApiError, KubeApi, NotFoundError, group_path
 from plugin_operator.models import naming
 from plugin_operator.models.resources import (
@@ -172,11 +173,12 @@ class SidecarService:
                                     phase is Phase.RUNNING, str(phase), message, generation, now))
         new = {**status, "phase": str(phase), "message": message, "replicas": replicas,
                "readyReplicas": ready, "conditions": conditions}
-        if new == status:
+        patch = merge_patch(status, new)
+        if patch is None:
             return
         path = group_path(API_VERSION, obj["metadata"]["namespace"], PLUGIN_PLURAL,
                           obj["metadata"]["name"], "status")
         try:
-            await self.kube.merge_patch(path, {"status": new})
+            await self.kube.merge_patch(path, {"status": patch})
         except NotFoundError:
             return
