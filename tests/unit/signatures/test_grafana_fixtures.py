@@ -36,15 +36,41 @@ def test_fixture_matches_grafana(case: dict[str, Any], tmp_path: Path) -> None:
     assert got == want, signature.reason
 
 
+# Grafana's includes-symlinks fixture: two links (name -> target). A copy of it may hold
+# them as links or as plain files with the target's path (a checkout without symlinks);
+# each test builds the form it checks.
+FIXTURE_LINKS = {"symlink_to_txt": "text.txt", "extra": "dashboards/extra"}
+
+
+def _with_links(tmp_path: Path, as_links: bool) -> Path:
+    copy = tmp_path / ("links" if as_links else "flat")
+    shutil.copytree(grafana_fixtures() / "includes-symlinks", copy, symlinks=True)
+    for name, target in FIXTURE_LINKS.items():
+        path = copy / name
+        path.unlink()
+        if as_links:
+            path.symlink_to(target)
+        else:
+            path.write_text(target)
+    return copy
+
+
 def test_symlinks_stored_as_plain_files_are_modified(tmp_path: Path) -> None:
-    flat = tmp_path / "flat"
-    shutil.copytree(grafana_fixtures() / "includes-symlinks", flat)
+    flat = _with_links(tmp_path, as_links=False)
 
     result = verify_plugin(flat, VerifyConfig(app_url="http://localhost:3000/"))
 
     assert result.status is SignatureStatus.MODIFIED
     assert result.changed_files == ("symlink_to_txt",)
     assert result.unlisted_files == ("extra",)
+
+
+def test_symlinks_inside_the_plugin_are_followed_and_valid(tmp_path: Path) -> None:
+    linked = _with_links(tmp_path, as_links=True)
+
+    result = verify_plugin(linked, VerifyConfig(app_url="http://localhost:3000/"))
+
+    assert result.status is SignatureStatus.VALID, result.reason
 
 
 def test_grafana_signed_plugin_is_invalid_when_grafana_key_not_trusted(tmp_path: Path) -> None:
