@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -171,9 +170,12 @@ def test_a_rejected_image_is_not_unpacked_again(
     assert message.startswith("[signatureModified]")
     assert operator.status("plugin", "modified")["artifact"]["image"] == IMAGE
     operator.wait_for("the unpack pod removed", lambda: not unpack_pods(operator, "modified"))
-    # Passes after the rejection (the pod's deletion, a touch of the Plugin) reuse the
-    # recorded archive instead of starting another unpack.
-    operator.kubectl("annotate", "plugin", "modified", "touched=1")
-    time.sleep(3)
+    # Passes after the rejection (the pod's deletion, a change of the Plugin that keeps its
+    # source) reuse the recorded archive instead of starting another unpack.
+    operator.kubectl("patch", "plugin", "modified", "--type=merge", "-p",
+                     '{"spec": {"replicas": 2}}')
+    generation = operator.get("plugin", "modified")["metadata"]["generation"]
+    operator.wait_for("a pass over the changed Plugin", lambda: operator.status(
+        "plugin", "modified").get("observedGeneration") == generation)
     assert not unpack_pods(operator, "modified")
     assert phase_and_message(operator, "modified")[0] == "Rejected"

@@ -203,16 +203,21 @@ def test_operator_killed_mid_reconcile_creates_no_duplicates(
     operator.stop(signal.SIGKILL)  # in the middle of creating the three pods
     operator.start()
     operator.wait_for("three pods", lambda: len(operator.pods("restarted")) == 3)
+    settled = {p["metadata"]["name"]: p["metadata"]["uid"] for p in operator.pods("restarted")}
+    # One pod per ordinal, none made twice: the names are deterministic.
+    assert sorted(int(name.rsplit("-", 1)[1]) for name in settled) == [0, 1, 2]
     operator.stop()
     operator.start()  # and a clean restart on a settled world changes nothing
     operator.wait_for("status written again",
                       lambda: operator.status("plugin", "restarted").get("replicas") == 3)
-    names = [p["metadata"]["name"] for p in operator.pods("restarted")]
-    assert len(names) == len(set(names)) == 3
+    assert {p["metadata"]["name"]: p["metadata"]["uid"]
+            for p in operator.pods("restarted")} == settled
 
 
-def test_deleting_the_plugin_leaves_nothing_owned_behind(
+def test_deleting_the_plugin_leaves_its_objects_to_the_garbage_collector(
         operator: OperatorProcess, signed_testdata_python: SignedSample) -> None:
+    """This control plane runs no garbage collector: what is checked is that deletion
+    waits for no finalizer and that every object made for the Plugin names it as owner."""
     archive_configmap(operator, "archive", signed_testdata_python.archive)
     operator.apply(plugin_object("doomed", "archive", replicas=2))
     operator.wait_for("pods", lambda: len(operator.pods("doomed")) == 2)
@@ -220,5 +225,9 @@ def test_deleting_the_plugin_leaves_nothing_owned_behind(
     # No finalizer on Pod-mode Plugins: owner references let Kubernetes' garbage collector
     # remove pods and Service, so deletion never waits for the operator.
     assert operator.get("plugin", "doomed")["metadata"].get("finalizers") in (None, [])
-    assert pod["metadata"]["ownerReferences"][0]["kind"] == "Plugin"
+    uid = operator.get("plugin", "doomed")["metadata"]["uid"]
+    for owned in (pod, operator.get("service", "plugin-doomed"),
+                  operator.get("service", "peers-doomed")):
+        (owner,) = owned["metadata"]["ownerReferences"]
+        assert (owner["kind"], owner["uid"], owner["controller"]) == ("Plugin", uid, True)
     operator.kubectl("delete", "plugin", "doomed", "--wait=true", "--timeout=30s")

@@ -20,6 +20,17 @@ QUERY = {"from": "now-1h", "to": "now",
          "queries": [{"refId": "A", "datasource": {"uid": "py-uid"}, "maxDataPoints": 5}]}
 
 
+
+async def one_in_flight(http: aiohttp.ClientSession, url: str, timeout_s: float = 30) -> None:
+    """Wait (bounded) until the gateway counts one request in flight for the sample."""
+    wanted = f'plugin_gateway_in_flight_requests{{plugin="{PYTHON_PLUGIN_ID}"}} 1.0'
+    async with asyncio.timeout(timeout_s):
+        while True:
+            async with http.get(f"{url}/metrics") as answer:
+                if wanted in await answer.text():
+                    return
+            await asyncio.sleep(0.02)
+
 async def test_a_backend_killed_under_load_loses_only_the_calls_it_was_serving(
         tmp_path: Path) -> None:
     hosts = await replicas(tmp_path, 2)
@@ -68,12 +79,7 @@ async def test_in_flight_limit_answers_503_with_retry_after(tmp_path: Path) -> N
                                    ["--max-in-flight-per-plugin", "1"]) as gateway, \
                 aiohttp.ClientSession() as http:
             first = asyncio.create_task(http.post(f"{gateway.url}/api/ds/query", json=slow))
-            while True:  # wait until the slow query holds the only slot
-                async with http.get(f"{gateway.url}/metrics") as answer:
-                    if f'plugin_gateway_in_flight_requests{{plugin="{PYTHON_PLUGIN_ID}"}} 1.0' \
-                            in await answer.text():
-                        break
-                await asyncio.sleep(0.02)
+            await one_in_flight(http, gateway.url)  # the slow query holds the only slot
             async with http.post(f"{gateway.url}/api/ds/query", json=QUERY) as answer:
                 assert answer.status == 503
                 assert answer.headers["Retry-After"] == "1"
@@ -94,12 +100,7 @@ async def test_shutdown_drains_calls_in_flight(tmp_path: Path) -> None:
         async with running_gateway(pod_world(tmp_path, [hosts[0][0]]),
                                    tmp_path / "gw") as gateway, aiohttp.ClientSession() as http:
             pending = asyncio.create_task(http.post(f"{gateway.url}/api/ds/query", json=slow))
-            while True:
-                async with http.get(f"{gateway.url}/metrics") as answer:
-                    if f'plugin_gateway_in_flight_requests{{plugin="{PYTHON_PLUGIN_ID}"}} 1.0' \
-                            in await answer.text():
-                        break
-                await asyncio.sleep(0.02)
+            await one_in_flight(http, gateway.url)
             stopping = asyncio.create_task(gateway.stop())
             response = await pending
             assert response.status == 200
