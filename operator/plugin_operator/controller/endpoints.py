@@ -11,10 +11,10 @@ from typing import Any
 
 from plugin_operator.controller.config import OperatorConfig
 from plugin_operator.controller.sidecars import target_of, workload_pods
-from plugin_operator.gateway.world import ObjectError, parse_backend_pod, parse_gateway_pod
 from plugin_operator.kube.rest import KubeApi
 from plugin_operator.models import naming
 from plugin_operator.models.resources import Mode, SpecError, parse_plugin_spec
+from plugin_operator.models.world import ObjectError, parse_backend_pod, parse_gateway_pod
 
 
 async def ready_endpoints(kube: KubeApi, config: OperatorConfig, namespace: str,

@@ -27,11 +27,11 @@ from pathlib import Path
 
 from aiohttp import web
 
+from plugin_operator.models.world import PluginRecord
 from plugin_operator.package.fetch import FetchError, download, first_of
 
 from .assets import AssetStore
 from .routing import RoutingTable
-from .world import PluginRecord
 
 log = logging.getLogger(__name__)
 _SHA256 = re.compile(r"^[a-f0-9]{64}$")

@@ -13,11 +13,11 @@ import mimetypes
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from plugin_operator.models.world import PluginRecord
 from plugin_operator.package.archive import ArchiveError
 from plugin_operator.package.fetch import FetchError, install
 
 from .errors import GatewayError
-from .world import PluginRecord
 
 # Digest-addressed: a file's bytes never change for a given archive.
 CACHE_CONTROL = "public, max-age=3600"

@@ -6,6 +6,7 @@ import platform
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from plugin_operator.models.world import PluginRecord
 from plugin_operator.protocol import convert
 from plugin_operator.protocol.models import (
     AppInstanceSettings,
@@ -16,7 +17,6 @@ from plugin_operator.protocol.models import (
 from plugin_operator.protocol.stubs import backend_pb2 as pb
 
 from . import access
-from .world import PluginRecord
 
 # Grafana always sends these SQL connection defaults; SQL plugins read them.
 DEFAULT_GRAFANA_CONFIG: Mapping[str, str] = {

@@ -17,12 +17,12 @@ from aiohttp import web
 
 from plugin_operator import __version__
 from plugin_operator.models.resources import DATASOURCE_PLURAL, GROUP
+from plugin_operator.models.world import DataSourceRecord, Key, PluginRecord
 
 from . import access
 from .access import Identity, Permission
 from .errors import GatewayError
 from .routing import stable_datasource_id
-from .world import DataSourceRecord, Key, PluginRecord
 
 if TYPE_CHECKING:
     from .server import Gateway

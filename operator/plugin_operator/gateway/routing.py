@@ -16,9 +16,7 @@ from typing import Any
 from plugin_operator.models import naming
 from plugin_operator.models import settings as settings_module
 from plugin_operator.models.resources import Mode, SecretKeyRef
-from plugin_operator.protocol.models import AppInstanceSettings, DataSourceInstanceSettings
-
-from .world import (
+from plugin_operator.models.world import (
     DataSourceRecord,
     GatewayPod,
     Key,
@@ -31,6 +29,7 @@ from .world import (
     parse_plugin,
     parse_secret,
 )
+from plugin_operator.protocol.models import AppInstanceSettings, DataSourceInstanceSettings
 
 
 class Kind(enum.StrEnum):

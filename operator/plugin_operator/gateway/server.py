@@ -19,6 +19,7 @@ from multidict import CIMultiDict
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from plugin_operator import __version__
+from plugin_operator.models.world import PluginRecord
 from plugin_operator.protocol import convert
 from plugin_operator.protocol.errors import PluginError
 from plugin_operator.protocol.models import (
@@ -47,7 +48,6 @@ from .routing import ResolvedDataSource, RouteLookupError, RoutingTable
 from .streams import StreamHub, StreamTarget
 from .timerange import shown
 from .upstream import RawDataResponse, Upstream
-from .world import PluginRecord
 
 log = logging.getLogger("plugin_operator.gateway")
 

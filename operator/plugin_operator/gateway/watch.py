@@ -13,10 +13,10 @@ import yaml
 from plugin_operator.kube.informer import Collection, EventType, Informer, WatchEvent
 from plugin_operator.models import naming
 from plugin_operator.models.resources import API_VERSION, DATASOURCE_PLURAL, PLUGIN_PLURAL
+from plugin_operator.models.world import ObjectError
 
 from .routing import Kind, RoutingTable
 from .server import Gateway
-from .world import ObjectError
 
 log = logging.getLogger("plugin_operator.gateway.watch")
 

@@ -11,8 +11,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from plugin_operator.gateway.artifact_mirror import ArtifactMirror, MirroredAssetStore
 from plugin_operator.gateway.routing import RoutingTable
-from plugin_operator.gateway.world import Key, PluginFacts, PluginRecord
 from plugin_operator.models.resources import parse_plugin_spec
+from plugin_operator.models.world import Key, PluginFacts, PluginRecord
 from tests.unit.package.conftest import PLUGIN_JSON, zip_bytes
 
 SPEC = parse_plugin_spec({"pluginId": "acme-test-datasource", "version": "1.0.0",

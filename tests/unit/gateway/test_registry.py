@@ -19,7 +19,7 @@ from plugin_operator.gateway.launcher import datasource_object, plugin_object, s
 from plugin_operator.gateway.query import QueryResult, encode_results, failed_results
 from plugin_operator.gateway.routing import Kind, RoutingTable, stable_datasource_id
 from plugin_operator.gateway.server import Gateway, GatewayConfig
-from plugin_operator.gateway.world import Key
+from plugin_operator.models.world import Key
 
 SECRET = "s3cret-value-never-shown"
 GOOD = {"Authorization": "Bearer good"}

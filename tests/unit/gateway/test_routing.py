@@ -14,8 +14,8 @@ from plugin_operator.gateway.launcher import (
     secret_object,
 )
 from plugin_operator.gateway.routing import Kind, RouteLookupError, RoutingTable
-from plugin_operator.gateway.world import ObjectError
 from plugin_operator.models import naming
+from plugin_operator.models.world import ObjectError
 
 
 def backend_pod(name: str, plugin: str, ip: str, *, ready: bool = True,

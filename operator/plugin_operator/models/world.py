@@ -1,7 +1,10 @@
-"""Typed views of the cluster objects the gateway reads, parsed from their JSON.
+"""Typed views of the cluster objects the gateway routes by, parsed from their JSON.
 
-The operator writes these objects; the gateway only reads them. Parsing is strict about
-what routing needs and lenient about the rest, so one odd object never stops the gateway.
+The operator writes these objects and the gateway reads them (the operator reads the pods
+too, to tell the gateways' artifact copies apart); like naming.py this is the contract
+between the two, so it lives with the models, not in either component. Parsing is strict
+about what routing needs and lenient about the rest, so one odd object never stops the
+gateway.
 """
 
 from __future__ import annotations
