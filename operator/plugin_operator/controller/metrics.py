@@ -20,7 +20,7 @@ BACKEND_RESTARTS = Counter("plugin_operator_backend_restarts_total",
 HEALTH_CHECKS = Counter("plugin_operator_datasource_health_checks_total",
                         "CheckHealth calls by result.", ["status"])
 
-PHASES = ("Pending", "Verifying", "Rejected", "Starting", "Running", "Degraded", "Terminating")
+PHASES = ("Pending", "Verifying", "Rejected", "Starting", "Running", "Degraded")
 HEALTH = ("OK", "ERROR", "UNKNOWN")
 
 

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import shutil
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from plugin_operator.controller.artifacts import ArtifactStore
 from plugin_operator.controller.config import OperatorConfig
@@ -61,7 +61,6 @@ class VerifiedPackage:
     plugin: PluginJson
     signature: SignatureResult
     executable: str
-    nested: tuple[PluginJson, ...] = field(default=())
 
 
 @dataclass(frozen=True)
@@ -242,8 +241,7 @@ class PackagePipeline:
             except PluginJsonError as exc:
                 raise PackageError("failedBackendStart", str(exc), signature=signature,
                                    artifact=artifact) from exc
-            return VerifiedPackage(artifact, plugin, signature, executable.name,
-                                   tuple(v.verification.plugin for v in verdicts[1:]))
+            return VerifiedPackage(artifact, plugin, signature, executable.name)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -41,7 +41,6 @@ class ObservedPod:
     ordinal: int | None
     phase: str
     ready: bool
-    ready_since: datetime | None
     created: datetime | None
     deleting_since: datetime | None
     grace_seconds: int
@@ -97,7 +96,6 @@ def observe_pod(pod: Mapping[str, Any]) -> ObservedPod:
         ordinal=int(suffix) if suffix.isdigit() else None,
         phase=str(status.get("phase", "Pending")),
         ready=ready,
-        ready_since=parse_time(ready_condition.get("lastTransitionTime")) if ready else None,
         created=parse_time(metadata.get("creationTimestamp")),
         deleting_since=parse_time(metadata.get("deletionTimestamp")),
         grace_seconds=int(metadata.get("deletionGracePeriodSeconds") or 0),
@@ -132,7 +130,6 @@ class Plan:
     delete: tuple[Deletion, ...] = ()
     waiting_for_backoff: bool = False
     rolling: bool = False
-    notes: tuple[str, ...] = field(default=())
 
 
 def plan_pods(replicas: int, wanted_hash: str, pods: Sequence[ObservedPod], now: datetime,

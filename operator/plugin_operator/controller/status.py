@@ -22,7 +22,6 @@ class Phase(enum.StrEnum):
     STARTING = "Starting"
     RUNNING = "Running"
     DEGRADED = "Degraded"
-    TERMINATING = "Terminating"
 
 
 def timestamp(moment: datetime) -> str:

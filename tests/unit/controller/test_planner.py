@@ -19,7 +19,7 @@ def pod(ordinal: int, spec_hash: str = "h1", *, ready: bool = True, phase: str =
         deleting: datetime | None = None, created_ago: int = 60) -> ObservedPod:
     return ObservedPod(name=f"p-{spec_hash}-{ordinal}", uid=f"uid-{spec_hash}-{ordinal}",
                        spec_hash=spec_hash, ordinal=ordinal, phase=phase, ready=ready,
-                       ready_since=None, created=NOW - timedelta(seconds=created_ago),
+                       created=NOW - timedelta(seconds=created_ago),
                        deleting_since=deleting, grace_seconds=10, restarts=0,
                        restarts_counted=0, reason="", last_termination=None)
 
