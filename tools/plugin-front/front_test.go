@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -762,5 +763,100 @@ func TestADroppedFrameDoesNotHoldBackTheBatch(t *testing.T) {
 			t.Fatalf("the plugin served %d calls, want 1", plugin.calls.Load())
 		}
 		return
+	}
+}
+
+// The filter holds back connection WINDOW_UPDATEs (heldCredit), but a sender always has at
+// least three quarters of the window its receiver granted, and nothing granted is lost.
+func TestHeldCreditKeepsMostOfTheWindow(t *testing.T) {
+	h := heldCredit{window: defaultWindow}
+	due := int64(defaultWindow) // the sender's window had every update passed on at once
+	check := func(step string) {
+		t.Helper()
+		if h.window+h.held != due {
+			t.Fatalf("%s: window %d + held %d, want %d", step, h.window, h.held, due)
+		}
+		if 4*h.window < 3*due {
+			t.Fatalf("%s: the sender has %d of %d", step, h.window, due)
+		}
+	}
+	passedOn := 0
+	for i := range 1000 {
+		size := uint32(700 + i%300) // a call's message, then the receiver's update for it
+		due -= int64(size)
+		if h.sent(size) > 0 {
+			passedOn++
+		}
+		check("sent")
+		due += int64(size)
+		if h.granted(size) > 0 {
+			passedOn++
+		}
+		check("granted")
+	}
+	if passedOn == 0 || passedOn > 100 {
+		t.Errorf("%d updates passed on for 1000 messages, want a few", passedOn)
+	}
+	// A sender that uses up its window gets what is held at once.
+	used := h.window
+	due -= used
+	if n := h.sent(uint32(used)); int64(n) != due {
+		t.Errorf("passed on %d to a sender without window, want %d", n, due)
+	}
+	// A large update (a receiver growing its window) passes on at once.
+	if n := h.granted(1 << 20); n != 1<<20 {
+		t.Errorf("a 1 MiB update passed on as %d", n)
+	}
+	// The caller's update for DATA the filter sent it itself is not the plugin's.
+	c := &filterConn{pluginCredit: heldCredit{window: defaultWindow}}
+	c.ownDataLocked(7)
+	if n := c.grant(&c.pluginCredit, 7); n != 0 || c.pluginCredit.held != 0 ||
+		c.pluginCredit.window != defaultWindow {
+		t.Errorf("after the filter's own 7 bytes: passed on %d, %+v", n, c.pluginCredit)
+	}
+}
+
+// Both ports read and write their sockets with raw system calls (rawio_linux.go): data,
+// the end of the stream and a closed connection come out as through net.Conn.
+func TestRawIOReadsAndWritesSockets(t *testing.T) {
+	listener, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer listener.Close()
+	var open atomic.Int64
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		conn, err := countingListener{listener, &open}.Accept()
+		if err == nil {
+			accepted <- conn
+		}
+	}()
+	client, err := net.Dial("tcp", listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	server := <-accepted
+	serverIO, clientIO := rawIO(server), rawIO(client)
+	if _, plain := serverIO.(net.Conn); plain && runtime.GOOS == "linux" {
+		t.Fatalf("rawIO of an accepted connection is the connection itself (%T)", serverIO)
+	}
+	big := bytes.Repeat([]byte("0123456789abcdef"), 1<<16) // beyond the socket's buffers
+	go func() {
+		if _, err := clientIO.Write(big); err != nil {
+			t.Error(err)
+		}
+		_ = client.Close()
+	}()
+	got, err := io.ReadAll(serverIO)
+	if err != nil || !bytes.Equal(got, big) {
+		t.Fatalf("read %d bytes (%v), want %d", len(got), err, len(big))
+	}
+	_ = server.Close()
+	if _, err := serverIO.Read(make([]byte, 1)); err == nil {
+		t.Error("a read on a closed connection did not fail")
+	}
+	if _, err := serverIO.Write([]byte("x")); err == nil {
+		t.Error("a write on a closed connection did not fail")
 	}
 }

@@ -158,7 +158,7 @@ type h2Writer struct {
 	tableSz atomic.Uint32 // the peer's SETTINGS_HEADER_TABLE_SIZE, applied before encoding
 }
 
-func newH2Writer(conn net.Conn) *h2Writer {
+func newH2Writer(conn io.Writer) *h2Writer {
 	w := &h2Writer{w: bufio.NewWriterSize(conn, 32*1024)}
 	w.enc = hpack.NewEncoder(&w.encBuf)
 	w.tableSz.Store(4096)
@@ -271,6 +271,65 @@ func (s *filterStream) consume(data []byte) {
 	}
 }
 
+// heldCredit is one sender's connection-level flow control as the filter passes it on.
+// Every gRPC peer follows each DATA it receives with a connection WINDOW_UPDATE (and its
+// bandwidth-estimating PING, answered here): passed on one by one, each woke the other end
+// (plugin or caller) and cost a write here for nothing, on every call. The filter holds
+// them back instead and passes them on together once they add up to a quarter of what the
+// sender could have (what gRPC's receivers do with their own updates), so a sender always
+// has at least three quarters of the window the receiver granted it. Only the connection's
+// window is held; streams' updates pass at once.
+type heldCredit struct {
+	window int64 // the sender's window: granted and passed on, less the DATA passed on
+	held   int64 // granted by the receiver, not passed on yet (less ownDataLocked's)
+}
+
+// sent counts DATA passed on from the sender; it returns the credit to pass on now.
+func (h *heldCredit) sent(n uint32) uint32 {
+	h.window -= int64(n)
+	return h.due()
+}
+
+// due is the held credit once it is a quarter of the sender's due window, else 0.
+func (h *heldCredit) due() uint32 {
+	if h.held <= 0 || 4*h.held < h.window+h.held {
+		return 0
+	}
+	n := h.held
+	h.window += n
+	h.held = 0
+	return uint32(n) // at most 2^31-1: the receiver never grants a larger window
+}
+
+// connCredit is a connection WINDOW_UPDATE's increment, 0 for any other frame (and for a
+// malformed one, which passes on as it is, for its receiver to reject).
+func connCredit(h frameHeader, payload []byte) uint32 {
+	if h.typ != frameWindowUpdate || h.streamID != 0 || len(payload) != 4 {
+		return 0
+	}
+	return binary.BigEndian.Uint32(payload) & 0x7fffffff
+}
+
+// granted holds the receiver's connection WINDOW_UPDATE; it returns the credit to pass on
+// now.
+func (h *heldCredit) granted(n uint32) uint32 {
+	h.held += int64(n)
+	return h.due()
+}
+
+// ownDataLocked counts DATA the filter itself sends the caller: the caller's connection
+// updates for it are not the plugin's to have.
+func (c *filterConn) ownDataLocked(n int) {
+	c.pluginCredit.held -= int64(n)
+}
+
+// grant is granted under the connection's lock.
+func (c *filterConn) grant(h *heldCredit, n uint32) uint32 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return h.granted(n)
+}
+
 // filterServer serves the local port.
 type filterServer struct {
 	f        *front
@@ -318,9 +377,13 @@ func (s *filterServer) handle(caller net.Conn) {
 		_ = caller.Close()
 		return
 	}
+	callerIO, upstreamIO := rawIO(caller), rawIO(upstream)
 	c := &filterConn{s: s, caller: caller, upstream: upstream,
-		toCaller: newH2Writer(caller), toPlugin: newH2Writer(upstream),
-		streams: map[uint32]*filterStream{}, done: make(chan struct{})}
+		callerIO: callerIO, upstreamIO: upstreamIO,
+		toCaller: newH2Writer(callerIO), toPlugin: newH2Writer(upstreamIO),
+		streams: map[uint32]*filterStream{}, done: make(chan struct{}),
+		callerCredit: heldCredit{window: defaultWindow},
+		pluginCredit: heldCredit{window: defaultWindow}}
 	c.callerDec = hpack.NewDecoder(4096, nil)
 	c.callerDec.SetAllowedMaxDynamicTableSize(64 * 1024)
 	c.callerDec.SetMaxStringLength(maxHeaderBlock)
@@ -386,6 +449,8 @@ func (s *filterServer) stop(timeout time.Duration) {
 type filterConn struct {
 	s                  *filterServer
 	caller, upstream   net.Conn
+	callerIO           io.ReadWriter // reads and writes caller's socket (rawIO)
+	upstreamIO         io.ReadWriter
 	toCaller, toPlugin *h2Writer
 	callerDec          *hpack.Decoder // the caller's header blocks (fromCaller only)
 	pluginDec          *hpack.Decoder // the plugin's header blocks (fromPlugin only)
@@ -396,6 +461,10 @@ type filterConn struct {
 	goingAway  bool
 	closeOnce  sync.Once
 	done       chan struct{}
+
+	// Connection-level credit of each sender (see heldCredit), under mu: the caller's is
+	// granted by the plugin, the plugin's by the caller.
+	callerCredit, pluginCredit heldCredit
 }
 
 func (c *filterConn) close() {
@@ -431,7 +500,7 @@ func (c *filterConn) forgetLocked(id uint32, st *filterStream) {
 // fromCaller moves the caller's frames to the plugin.
 func (c *filterConn) fromCaller() {
 	defer c.close()
-	r := bufio.NewReaderSize(c.caller, 32*1024)
+	r := bufio.NewReaderSize(c.callerIO, 32*1024)
 	var preface [len(clientPreface)]byte
 	if _, err := io.ReadFull(r, preface[:]); err != nil || string(preface[:]) != clientPreface {
 		return
@@ -470,12 +539,21 @@ func (c *filterConn) fromCaller() {
 				st.callerDone = true
 				c.forgetLocked(h.streamID, st)
 			}
+			credit := uint32(0)
+			if pass {
+				credit = c.callerCredit.sent(h.length)
+			}
 			c.mu.Unlock()
 			if pass {
 				w.mu.Lock()
 				w.raw(h, payload)
 				w.mu.Unlock()
 				c.s.f.metrics.toPlugin.Add(uint64(len(payload)))
+				if credit > 0 { // flushed with the batch (flushBoth)
+					c.toCaller.mu.Lock()
+					c.toCaller.windowUpdate(0, credit)
+					c.toCaller.mu.Unlock()
+				}
 			} else if h.length > 0 {
 				// Not for the plugin: give the caller its connection window back.
 				c.toCaller.mu.Lock()
@@ -483,7 +561,20 @@ func (c *filterConn) fromCaller() {
 				_ = c.toCaller.flush()
 				c.toCaller.mu.Unlock()
 			}
-		case frameRSTStream, frameWindowUpdate, framePriority:
+		case frameWindowUpdate:
+			if credit := connCredit(h, payload); credit > 0 {
+				// The caller's credit for the plugin's sending: passed on when due.
+				if n := c.grant(&c.pluginCredit, credit); n > 0 {
+					w.mu.Lock()
+					w.windowUpdate(0, n)
+					w.mu.Unlock()
+				}
+			} else if c.passControl(h, codes.Canceled) {
+				w.mu.Lock()
+				w.raw(h, payload)
+				w.mu.Unlock()
+			}
+		case frameRSTStream, framePriority:
 			if c.passControl(h, codes.Canceled) {
 				w.mu.Lock()
 				w.raw(h, payload)
@@ -611,6 +702,11 @@ func (c *filterConn) callerHeaders(id uint32, fields []hpack.HeaderField, endStr
 // answer sends a whole response from here: headers, an optional message, and the status.
 func (c *filterConn) answer(id uint32, requestEnded bool, message []byte, code codes.Code,
 	text string) {
+	if message != nil {
+		c.mu.Lock()
+		c.ownDataLocked(5 + len(message))
+		c.mu.Unlock()
+	}
 	w := c.toCaller
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -637,7 +733,7 @@ func (c *filterConn) answer(id uint32, requestEnded bool, message []byte, code c
 // fromPlugin moves the plugin's frames to the caller.
 func (c *filterConn) fromPlugin() {
 	defer c.close()
-	r := bufio.NewReaderSize(c.upstream, 32*1024)
+	r := bufio.NewReaderSize(c.upstreamIO, 32*1024)
 	fr := &frameReader{r: r}
 	w := c.toCaller
 	var block []byte
@@ -689,12 +785,21 @@ func (c *filterConn) fromPlugin() {
 				c.s.metrics.called(st.method, codes.Internal) // ended without a status
 				c.s.metrics.openStreams.Add(-1)
 			}
+			credit := uint32(0)
+			if pass {
+				credit = c.pluginCredit.sent(h.length)
+			}
 			c.mu.Unlock()
 			if pass {
 				w.mu.Lock()
 				w.raw(h, payload)
 				w.mu.Unlock()
 				c.s.f.metrics.fromPlugin.Add(uint64(len(payload)))
+				if credit > 0 { // flushed with the batch (flushBoth)
+					c.toPlugin.mu.Lock()
+					c.toPlugin.windowUpdate(0, credit)
+					c.toPlugin.mu.Unlock()
+				}
 				if endAfter {
 					c.endWatch(h.streamID)
 				}
@@ -704,7 +809,20 @@ func (c *filterConn) fromPlugin() {
 				_ = c.toPlugin.flush()
 				c.toPlugin.mu.Unlock()
 			}
-		case frameRSTStream, frameWindowUpdate, framePriority:
+		case frameWindowUpdate:
+			if credit := connCredit(h, payload); credit > 0 {
+				// The plugin's credit for the caller's sending: passed on when due.
+				if n := c.grant(&c.callerCredit, credit); n > 0 {
+					w.mu.Lock()
+					w.windowUpdate(0, n)
+					w.mu.Unlock()
+				}
+			} else if c.passControl(h, rstCode(payload)) {
+				w.mu.Lock()
+				w.raw(h, payload)
+				w.mu.Unlock()
+			}
+		case frameRSTStream, framePriority:
 			if c.passControl(h, rstCode(payload)) {
 				w.mu.Lock()
 				w.raw(h, payload)
@@ -793,6 +911,7 @@ func (c *filterConn) endWatch(id uint32) {
 	}
 	requestEnded := st.callerDone
 	delete(c.streams, id)
+	c.ownDataLocked(len(grpcMessage(notServing)))
 	c.mu.Unlock()
 	w := c.toCaller
 	w.mu.Lock()
