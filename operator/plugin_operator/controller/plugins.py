@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from plugin_operator.controller import metrics
+from plugin_operator.controller.backend_pods import BackendPods
 from plugin_operator.controller.backoff import Backoff
 from plugin_operator.controller.config import OperatorConfig
 from plugin_operator.controller.events import EventRecorder
@@ -26,25 +27,18 @@ from plugin_operator.controller.packages import (
     UrlInput,
     VerifiedPackage,
 )
-from plugin_operator.controller.planner import DeleteReason, ObservedPod, observe_pod, plan_pods
 from plugin_operator.controller.podspec import (
     PluginRef,
-    backend_peers_service,
-    backend_pod,
-    backend_service,
-    spec_hash,
 )
 from plugin_operator.controller.sidecars import SidecarService, TargetKey, target_of
 from plugin_operator.controller.status import (
     Phase,
-    backend_phase,
     condition,
     is_newer,
-    latest_failure,
     phase_message,
 )
 from plugin_operator.controller.status_patch import merge_patch
-from plugin_operator.kube.rest import ConflictError, KubeApi, NotFoundError, core_path, group_path
+from plugin_operator.kube.rest import KubeApi, NotFoundError, core_path, group_path
 from plugin_operator.models import naming
 from plugin_operator.models.resources import (
     API_VERSION,
@@ -99,6 +93,7 @@ class PluginService:
         self.backoff = backoff
         self.events = events
         self.clock = clock
+        self.pods = BackendPods(kube, config, backoff, events)
 
     async def reconcile(self, key: PluginKey) -> float | None:
         """One pass; returns seconds until the next one should run (None: on events only)."""
@@ -184,7 +179,7 @@ class PluginService:
             return
         await self._set_finalizer(key, obj, present=True)
         # Pods of an earlier Pod-mode life go away; the sidecar service takes over status.
-        await self._delete_all_pods(key)
+        await self.pods.delete_all(key)
         await self.kube.delete(core_path(key.namespace, "services",
                                          naming.service_name(key.name)))
         await self.kube.delete(core_path(key.namespace, "services",
@@ -258,60 +253,18 @@ class PluginService:
                         spec: PluginSpec, package: VerifiedPackage, now: datetime,
                         generation: int) -> float | None:
         status: dict[str, Any] = dict(obj.get("status") or {})
-        wanted_hash = spec_hash(spec, package.artifact, self.config)
-        pods = [observe_pod(p) for p in await self._pods(key)]
-        plan = plan_pods(spec.replicas, wanted_hash, pods, now,
-                         self.backoff.remaining(str(key)))
-
-        restarts = int(status.get("restarts") or 0)
-        failure = latest_failure(pods)
-        for deletion in plan.delete:
-            if deletion.reason is DeleteReason.FAILED:
-                restarts += 1
-                delay = self.backoff.record_failure(str(key))
-                metrics.BACKEND_RESTARTS.labels(key.namespace, key.name).inc()
-                why = deletion.pod.reason or deletion.pod.phase
-                self.events.emit(obj, "Warning", "BackendReplaced",
-                                 f"pod {deletion.pod.name} failed ({why}); a new pod follows "
-                                 f"in {delay:.0f}s")
-            await self.kube.delete(core_path(key.namespace, "pods", deletion.pod.name),
-                                   grace_period_seconds=0 if deletion.force else None,
-                                   uid=deletion.pod.uid)
-        for pod in pods:
-            if pod.alive and pod.restarts > pod.restarts_counted:
-                restarts += pod.restarts - pod.restarts_counted
-                metrics.BACKEND_RESTARTS.labels(key.namespace, key.name).inc(
-                    pod.restarts - pod.restarts_counted)
-                await self._mark_restarts_counted(key, pod)
-        for ordinal in plan.create:
-            try:
-                await self.kube.create(core_path(key.namespace, "pods"),
-                                       backend_pod(ref, spec, package.artifact, self.config,
-                                                   ordinal))
-            except ConflictError:
-                log.debug("pod %s/%d exists already", key, ordinal)
-        if plan.create and plan.rolling:
-            self.events.emit(obj, "Normal", "RollingUpdate",
-                             f"starting a backend of the new spec ({wanted_hash[:10]})")
-        await self.kube.apply(core_path(key.namespace, "services", naming.service_name(key.name)),
-                              backend_service(ref, spec))
-        await self.kube.apply(core_path(key.namespace, "services",
-                                        naming.peers_service_name(key.name)),
-                              backend_peers_service(ref, spec))
-
-        alive = [p for p in pods if p.alive]
-        ready = sum(p.ready for p in alive)
-        phase = backend_phase(spec.replicas, ready, alive + [p for p in pods if p.terminal])
-        self.backoff.observe_health(str(key), ready >= spec.replicas)
+        backends = await self.pods.run(key, ref, obj, spec, package, now)
+        ready = backends.ready
         new_status = self._verified_status(status, spec, package, generation, now)
         new_status.update({
-            "phase": str(phase),
-            "message": phase_message(phase, spec.replicas, ready, pods),
+            "phase": str(backends.phase),
+            "message": phase_message(backends.phase, spec.replicas, ready, backends.pods),
             "serviceName": naming.service_name(key.name),
-            "replicas": len(alive),
+            "replicas": backends.alive,
             "readyReplicas": ready,
-            "restarts": restarts,
+            "restarts": backends.restarts,
         })
+        failure = backends.failure
         if failure is not None and is_newer(failure, status.get("lastFailure"), now):
             new_status["lastFailure"] = failure.as_status(now)
             self.events.emit(obj, "Warning", *failure.event())
@@ -319,11 +272,11 @@ class PluginService:
             *[c for c in new_status["conditions"] if c["type"] != "BackendReady"],
             condition(status.get("conditions") or [], "BackendReady",
                       ready >= spec.replicas and spec.replicas > 0,
-                      "Ready" if ready >= spec.replicas else str(phase),
+                      "Ready" if ready >= spec.replicas else str(backends.phase),
                       new_status["message"], generation, now),
         ]
         await self._write_status(key, obj, new_status)
-        if plan.waiting_for_backoff:
+        if backends.waiting_for_backoff:
             return self.backoff.remaining(str(key))
         return RESYNC_SECONDS if ready >= spec.replicas else NOT_READY_RECHECK_SECONDS
 
@@ -356,22 +309,6 @@ class PluginService:
                           f"{plugin.id} {plugin.version} is registered", generation, now),
             ],
         }
-
-    async def _pods(self, key: PluginKey) -> list[dict[str, Any]]:
-        return await self.kube.list(f"/api/v1/namespaces/{key.namespace}/pods",
-                                    label_selector=f"{naming.LABEL_PLUGIN}={key.name}")
-
-    async def _mark_restarts_counted(self, key: PluginKey, pod: ObservedPod) -> None:
-        try:
-            await self.kube.merge_patch(core_path(key.namespace, "pods", pod.name), {
-                "metadata": {"annotations": {naming.ANNOTATION_RESTARTS: str(pod.restarts)}}})
-        except NotFoundError:
-            return
-
-    async def _delete_all_pods(self, key: PluginKey) -> None:
-        for pod in await self._pods(key):
-            await self.kube.delete(core_path(key.namespace, "pods", pod["metadata"]["name"]),
-                                   uid=pod["metadata"]["uid"])
 
     async def _pending(self, key: PluginKey, obj: dict[str, Any], error: PackageError,
                        generation: int) -> float:
@@ -427,7 +364,7 @@ class PluginService:
         if status.get("phase") != Phase.REJECTED or status.get("message") != \
                 new_status["message"]:
             self.events.emit(obj, "Warning", "Rejected", f"[{code}] {message}")
-        await self._delete_all_pods(key)
+        await self.pods.delete_all(key)
         await self.kube.delete(core_path(key.namespace, "services",
                                          naming.service_name(key.name)))
         await self.kube.delete(core_path(key.namespace, "services",

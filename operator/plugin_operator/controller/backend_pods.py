@@ -1,0 +1,120 @@
+"""The pods step of a Plugin's pass in Pod mode: its backend pods and Services made to match
+the verified package and spec, and what they say about the backend now.
+
+The plan (which pods to create, replace or remove) is planner.py's; this step carries it
+out, counts restarts and reports. The Plugin's status is written by the caller, from what
+this step returns.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from plugin_operator.controller import metrics
+from plugin_operator.controller.backoff import Backoff
+from plugin_operator.controller.config import OperatorConfig
+from plugin_operator.controller.events import EventRecorder
+from plugin_operator.controller.packages import VerifiedPackage
+from plugin_operator.controller.planner import DeleteReason, ObservedPod, observe_pod, plan_pods
+from plugin_operator.controller.podspec import (
+    PluginRef,
+    backend_peers_service,
+    backend_pod,
+    backend_service,
+    spec_hash,
+)
+from plugin_operator.controller.status import Failure, Phase, backend_phase, latest_failure
+from plugin_operator.kube.rest import ConflictError, KubeApi, NotFoundError, core_path
+from plugin_operator.models import naming
+from plugin_operator.models.resources import ObjectRef, PluginSpec
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PodsPass:
+    """What the backend pods are after a pass: the facts the Plugin's status reports."""
+
+    pods: tuple[ObservedPod, ...]
+    alive: int
+    ready: int
+    phase: Phase
+    restarts: int  # the status' count, with this pass' failures and restarts added
+    failure: Failure | None  # the latest crash or failed fetch, if any
+    waiting_for_backoff: bool
+
+
+class BackendPods:
+    def __init__(self, kube: KubeApi, config: OperatorConfig, backoff: Backoff,
+                 events: EventRecorder) -> None:
+        self.kube = kube
+        self.config = config
+        self.backoff = backoff
+        self.events = events
+
+    async def run(self, key: ObjectRef, ref: PluginRef, obj: dict[str, Any],
+                  spec: PluginSpec, package: VerifiedPackage, now: datetime) -> PodsPass:
+        wanted_hash = spec_hash(spec, package.artifact, self.config)
+        pods = [observe_pod(p) for p in await self.list(key)]
+        plan = plan_pods(spec.replicas, wanted_hash, pods, now,
+                         self.backoff.remaining(str(key)))
+        restarts = int((obj.get("status") or {}).get("restarts") or 0)
+        for deletion in plan.delete:
+            if deletion.reason is DeleteReason.FAILED:
+                restarts += 1
+                delay = self.backoff.record_failure(str(key))
+                metrics.BACKEND_RESTARTS.labels(key.namespace, key.name).inc()
+                why = deletion.pod.reason or deletion.pod.phase
+                self.events.emit(obj, "Warning", "BackendReplaced",
+                                 f"pod {deletion.pod.name} failed ({why}); a new pod follows "
+                                 f"in {delay:.0f}s")
+            await self.kube.delete(core_path(key.namespace, "pods", deletion.pod.name),
+                                   grace_period_seconds=0 if deletion.force else None,
+                                   uid=deletion.pod.uid)
+        for pod in pods:
+            if pod.alive and pod.restarts > pod.restarts_counted:
+                restarts += pod.restarts - pod.restarts_counted
+                metrics.BACKEND_RESTARTS.labels(key.namespace, key.name).inc(
+                    pod.restarts - pod.restarts_counted)
+                await self._mark_restarts_counted(key, pod)
+        for ordinal in plan.create:
+            try:
+                await self.kube.create(core_path(key.namespace, "pods"),
+                                       backend_pod(ref, spec, package.artifact, self.config,
+                                                   ordinal))
+            except ConflictError:
+                log.debug("pod %s/%d exists already", key, ordinal)
+        if plan.create and plan.rolling:
+            self.events.emit(obj, "Normal", "RollingUpdate",
+                             f"starting a backend of the new spec ({wanted_hash[:10]})")
+        await self.kube.apply(core_path(key.namespace, "services", naming.service_name(key.name)),
+                              backend_service(ref, spec))
+        await self.kube.apply(core_path(key.namespace, "services",
+                                        naming.peers_service_name(key.name)),
+                              backend_peers_service(ref, spec))
+        alive = [p for p in pods if p.alive]
+        ready = sum(p.ready for p in alive)
+        phase = backend_phase(spec.replicas, ready, alive + [p for p in pods if p.terminal])
+        self.backoff.observe_health(str(key), ready >= spec.replicas)
+        return PodsPass(tuple(pods), len(alive), ready, phase, restarts, latest_failure(pods),
+                        plan.waiting_for_backoff)
+
+    async def list(self, key: ObjectRef) -> list[dict[str, Any]]:
+        return await self.kube.list(f"/api/v1/namespaces/{key.namespace}/pods",
+                                    label_selector=f"{naming.LABEL_PLUGIN}={key.name}")
+
+    async def delete_all(self, key: ObjectRef) -> None:
+        for pod in await self.list(key):
+            await self.kube.delete(core_path(key.namespace, "pods", pod["metadata"]["name"]),
+                                   uid=pod["metadata"]["uid"])
+
+    async def _mark_restarts_counted(self, key: ObjectRef, pod: ObservedPod) -> None:
+        """Remember on the pod which of its container restarts the status has counted."""
+        try:
+            await self.kube.merge_patch(core_path(key.namespace, "pods", pod.name), {
+                "metadata": {"annotations": {naming.ANNOTATION_RESTARTS: str(pod.restarts)}}})
+        except NotFoundError:
+            return
