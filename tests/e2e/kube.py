@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tests.support.wait import eventually
+
 # Pod Security `restricted` asks exactly this of every container.
 RESTRICTED_CONTAINER_SECURITY: dict[str, Any] = {
     "allowPrivilegeEscalation": False,
@@ -125,16 +127,8 @@ class Cluster:
 
     def wait_for(self, what: str, probe: Any, timeout_s: float = 120) -> Any:
         """Poll ``probe()`` until it returns something truthy; fail naming ``what``."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            value = probe()
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"timed out after {timeout_s}s waiting for {what}\n{self.logs_hint}"
-                )
-            time.sleep(1)
+        return eventually(what, probe, timeout_s=timeout_s, interval_s=1,
+                          diagnostics=lambda: self.logs_hint)
 
 
 def restricted_pod(name: str, image: str, command: list[str], **extra: Any) -> dict[str, Any]:

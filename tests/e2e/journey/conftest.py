@@ -14,7 +14,6 @@ import json
 import shutil
 import subprocess
 import threading
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -31,6 +30,7 @@ from tests.e2e.install import Release, install_release
 from tests.e2e.kube import Cluster
 from tests.support.net import free_port
 from tests.support.samples import package_testdata_python, run
+from tests.support.wait import eventually
 
 EXAMPLES = REPO_ROOT / "examples"
 PROMETHEUS = Path("/usr/bin/prometheus")
@@ -43,20 +43,8 @@ BACKEND_METRICS_PORT = 9100
 
 def wait_for(what: str, probe: Callable[[], Any], timeout_s: float = 180,
              interval_s: float = 1.0, diagnostics: Callable[[], str] = lambda: "") -> Any:
-    deadline = time.monotonic() + timeout_s
-    last: Any = None
-    while True:
-        try:
-            last = probe()
-        except (OSError, AssertionError, ValueError) as error:
-            last = error
-        else:
-            if last:
-                return last
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}; "
-                                 f"last: {last!r}\n{diagnostics()}")
-        time.sleep(interval_s)
+    return eventually(what, probe, timeout_s=timeout_s, interval_s=interval_s,
+                      diagnostics=diagnostics, tolerate=(OSError, AssertionError, ValueError))
 
 
 @dataclass(frozen=True)

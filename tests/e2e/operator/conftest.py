@@ -12,7 +12,6 @@ import hashlib
 import json
 import shutil
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from tests.e2e.conftest import REPO_ROOT, run_script, scoped_namespace
 from tests.e2e.install import Release, install_release
 from tests.e2e.kube import RESTRICTED_CONTAINER_SECURITY, RESTRICTED_POD_SECURITY, Cluster
 from tests.support.samples import build_sample_go, package_testdata_python, run
+from tests.support.wait import eventually
 
 TESTDATA_ID = "plugin-operator-testdata-datasource"
 SAMPLE_GO_ID = "plugin-operator-sample-go-datasource"
@@ -187,16 +187,8 @@ class Plugins:
 
     def wait_for(self, what: str, probe: Callable[[], Any], timeout_s: float = 180,
                  interval_s: float = 0.5) -> Any:
-        deadline = time.monotonic() + timeout_s
-        last: Any = None
-        while True:
-            last = probe()
-            if last:
-                return last
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out after {timeout_s}s waiting for {what}; "
-                                     f"last value: {last!r}\n{self.diagnostics()}")
-            time.sleep(interval_s)
+        return eventually(what, probe, timeout_s=timeout_s, interval_s=interval_s,
+                          diagnostics=self.diagnostics)
 
     def wait_phase(self, plugin: str, phase: str, timeout_s: float = 180) -> dict[str, Any]:
         status: dict[str, Any] = self.wait_for(

@@ -22,6 +22,7 @@ import pytest
 from tests.support.kube import ControlPlane
 from tests.support.net import free_port
 from tests.support.samples import SignedSample
+from tests.support.wait import eventually
 
 CLI = Path(sys.executable).with_name("plugin-operator")
 TESTDATA_ID = "plugin-operator-testdata-datasource"
@@ -101,17 +102,13 @@ class OperatorProcess:
         return dict(self.get(kind, name).get("status") or {})
 
     def wait_for(self, what: str, predicate: Callable[[], Any], timeout: float = 60) -> Any:
-        deadline = time.monotonic() + timeout
-        last: Any = None
-        while time.monotonic() < deadline:
+        def probe() -> Any:
             assert self.process is None or self.process.poll() is None, \
                 f"the operator exited:\n{self.logs()[-4000:]}"
-            last = predicate()
-            if last:
-                return last
-            time.sleep(0.2)
-        raise AssertionError(f"timed out waiting for {what}; last value: {last!r}\n"
-                             f"operator log tail:\n{self.logs()[-3000:]}")
+            return predicate()
+
+        return eventually(what, probe, timeout_s=timeout, interval_s=0.2,
+                          diagnostics=lambda: f"operator log tail:\n{self.logs()[-3000:]}")
 
     def kubelet_reports(self, pod: str, *, ready: bool, ip: str = "127.0.0.1",
                         restarts: int = 0, phase: str = "Running",

@@ -3,7 +3,6 @@ SubjectAccessReview with real RBAC, Secret changes reaching the plugin."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import random
@@ -19,6 +18,7 @@ from plugin_operator.models import naming
 from plugin_operator.models.resources import API_VERSION
 from tests.integration.gateway.conftest import PYTHON_PLUGIN_ID, PYTHON_SAMPLE
 from tests.support.kube import ControlPlane
+from tests.support.wait import eventually_async
 
 pytestmark = pytest.mark.integration
 QUERY = {"from": "now-1h", "to": "now",
@@ -38,11 +38,7 @@ def patch_status(plane: ControlPlane, namespace: str, kind: str, name: str,
 
 async def eventually(check: Callable[[], Awaitable[bool]], what: str,
                      seconds: float = 30) -> None:
-    for _ in range(int(seconds * 10)):
-        if await check():
-            return
-        await asyncio.sleep(0.1)
-    pytest.fail(f"timed out waiting until {what}")
+    await eventually_async(what, check, timeout_s=seconds, interval_s=0.1)
 
 
 async def test_routing_and_rbac_from_the_cluster(crds: ControlPlane, namespace: str,

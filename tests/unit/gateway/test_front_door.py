@@ -18,6 +18,7 @@ from plugin_operator.gateway.launcher import datasource_object, plugin_object
 from plugin_operator.gateway.limits import Limits
 from plugin_operator.gateway.routing import Kind, RoutingTable
 from plugin_operator.gateway.server import Gateway, GatewayConfig
+from tests.support.wait import eventually_async
 
 GOOD = {"Authorization": "Bearer good"}
 # Small limits keep the bodies of these tests small.
@@ -243,11 +244,7 @@ async def test_plugin_scoped_streams_reach_routing(
 
 
 async def eventually(check: Callable[[], bool]) -> None:
-    for _ in range(500):
-        if check():
-            return
-        await asyncio.sleep(0.01)
-    pytest.fail("timed out")
+    await eventually_async("the condition", check, timeout_s=5, interval_s=0.01)
 
 
 async def test_bodies_held_at_once_are_bounded(tmp_path: Path) -> None:
