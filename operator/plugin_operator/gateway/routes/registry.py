@@ -16,16 +16,15 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from plugin_operator import __version__
+from plugin_operator.gateway import access
+from plugin_operator.gateway.access import Identity, Permission
+from plugin_operator.gateway.errors import GatewayError
+from plugin_operator.gateway.routing import stable_datasource_id
 from plugin_operator.models.resources import DATASOURCE_PLURAL, GROUP
 from plugin_operator.models.world import DataSourceRecord, Key, PluginRecord
 
-from . import access
-from .access import Identity, Permission
-from .errors import GatewayError
-from .routing import stable_datasource_id
-
 if TYPE_CHECKING:
-    from .server import Gateway
+    from plugin_operator.gateway.server import Gateway
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # Grafana's plugin error codes (its pkg/plugins ErrorCode); anything else the operator
