@@ -47,12 +47,11 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "operator"))
+sys.path.insert(0, str(REPO))  # tests.support: the test harnesses the benchmarks share
 
 from plugin_operator.gateway import context  # noqa: E402
-from plugin_operator.gateway.launcher import datasource_object, plugin_object  # noqa: E402
 from plugin_operator.gateway.routing import Kind, RoutingTable  # noqa: E402
 from plugin_operator.host.front import FRONT_ENV  # noqa: E402
-from plugin_operator.host.launcher import RunningHost, start_host  # noqa: E402
 from plugin_operator.protocol import convert  # noqa: E402
 from plugin_operator.protocol.models import (  # noqa: E402
     DataQuery,
@@ -60,6 +59,8 @@ from plugin_operator.protocol.models import (  # noqa: E402
     QueryDataRequest,
     TimeRange,
 )
+from tests.support.gateway_launcher import datasource_object, plugin_object  # noqa: E402
+from tests.support.host_launcher import RunningHost, start_host  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 GO_PLUGIN_ID = "plugin-operator-sample-go-datasource"

@@ -31,17 +31,10 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "operator"))
+sys.path.insert(0, str(REPO))  # tests.support: the test harnesses the benchmarks share
 
 from plugin_operator.gateway import context  # noqa: E402
-from plugin_operator.gateway.launcher import (  # noqa: E402
-    datasource_object,
-    gateway_pod_object,
-    plugin_object,
-    running_gateway,
-    write_world,
-)
 from plugin_operator.gateway.routing import Kind, RoutingTable  # noqa: E402
-from plugin_operator.host.launcher import start_host  # noqa: E402
 from plugin_operator.protocol import convert  # noqa: E402
 from plugin_operator.protocol.frames import frame_from_arrow, frame_to_json  # noqa: E402
 from plugin_operator.protocol.models import (  # noqa: E402
@@ -50,6 +43,14 @@ from plugin_operator.protocol.models import (  # noqa: E402
     QueryDataRequest,
     TimeRange,
 )
+from tests.support.gateway_launcher import (  # noqa: E402
+    datasource_object,
+    gateway_pod_object,
+    plugin_object,
+    running_gateway,
+    write_world,
+)
+from tests.support.host_launcher import start_host  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 ERRORS: dict[str, int] = {}  # failure kinds, reported with the results

@@ -14,7 +14,8 @@ import pytest
 import yaml
 from aiohttp import web
 
-from plugin_operator.gateway.launcher import (
+from plugin_operator.models import naming
+from tests.support.gateway_launcher import (
     RunningGateway,
     datasource_object,
     gateway_pod_object,
@@ -23,8 +24,7 @@ from plugin_operator.gateway.launcher import (
     secret_object,
     write_world,
 )
-from plugin_operator.host.launcher import RunningHost, start_host
-from plugin_operator.models import naming
+from tests.support.host_launcher import RunningHost, start_host
 
 REPO = Path(__file__).resolve().parents[3]
 PYTHON_SAMPLE = REPO / "plugins" / "testdata-python"

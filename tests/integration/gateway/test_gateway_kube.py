@@ -12,11 +12,11 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from plugin_operator.gateway.launcher import running_gateway
-from plugin_operator.host.launcher import start_host
 from plugin_operator.models import naming
 from plugin_operator.models.resources import API_VERSION
 from tests.integration.gateway.conftest import PYTHON_PLUGIN_ID, PYTHON_SAMPLE
+from tests.support.gateway_launcher import running_gateway
+from tests.support.host_launcher import start_host
 from tests.support.kube import ControlPlane
 from tests.support.wait import eventually_async
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from plugin_operator.gateway.launcher import running_gateway
 from tests.integration.gateway.conftest import GOOD_TOKEN, TokenReviews, pod_world, replicas
+from tests.support.gateway_launcher import running_gateway
 
 pytestmark = pytest.mark.integration
 MiB = 1 << 20

@@ -11,9 +11,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from plugin_operator.gateway.launcher import datasource_object, running_gateway
-from plugin_operator.host.launcher import RunningHost
 from tests.integration.gateway.conftest import pod_world, replicas
+from tests.support.gateway_launcher import datasource_object, running_gateway
+from tests.support.host_launcher import RunningHost
 
 pytestmark = pytest.mark.integration
 RANGE = {"from": "now-1h", "to": "now"}

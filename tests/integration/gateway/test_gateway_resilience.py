@@ -10,8 +10,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from plugin_operator.gateway.launcher import running_gateway
 from tests.integration.gateway.conftest import PYTHON_PLUGIN_ID, pod_world, replicas
+from tests.support.gateway_launcher import running_gateway
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,6 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from plugin_operator.host.launcher import running_host
 from plugin_operator.protocol.client import PluginClient
 from plugin_operator.protocol.errors import PluginError
 from plugin_operator.protocol.models import (
@@ -34,6 +33,7 @@ from tests.integration.go.go_support import (
     process_gone,
     query,
 )
+from tests.support.host_launcher import running_host
 
 pytestmark = pytest.mark.integration
 

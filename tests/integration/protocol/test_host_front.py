@@ -16,7 +16,6 @@ import grpc
 import pytest
 
 from plugin_operator.host.front import FRONT_ENV
-from plugin_operator.host.launcher import HostStartError, RunningHost, running_host, start_host
 from plugin_operator.protocol.client import PluginClient
 from plugin_operator.protocol.errors import PluginError
 from plugin_operator.protocol.models import (
@@ -28,6 +27,7 @@ from plugin_operator.protocol.models import (
     QueryDataRequest,
     TimeRange,
 )
+from tests.support.host_launcher import HostStartError, RunningHost, running_host, start_host
 from tests.support.net import free_port
 from tests.support.samples import build_sample_go
 

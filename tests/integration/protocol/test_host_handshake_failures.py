@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from plugin_operator.host.launcher import HostStartError, start_host
+from tests.support.host_launcher import HostStartError, start_host
 
 pytestmark = pytest.mark.integration
 

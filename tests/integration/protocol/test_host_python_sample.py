@@ -12,7 +12,6 @@ import aiohttp
 import grpc
 import pytest
 
-from plugin_operator.host.launcher import running_host
 from plugin_operator.protocol.client import PluginClient
 from plugin_operator.protocol.errors import MethodNotImplementedError, PluginError
 from plugin_operator.protocol.models import (
@@ -31,6 +30,7 @@ from plugin_operator.protocol.models import (
     TimeRange,
 )
 from plugin_operator.protocol.stubs import backend_pb2
+from tests.support.host_launcher import running_host
 
 pytestmark = pytest.mark.integration
 

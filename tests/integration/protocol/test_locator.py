@@ -30,7 +30,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from plugin_operator.host.launcher import RunningHost, running_host
+from tests.support.host_launcher import RunningHost, running_host
 from tests.support.samples import build_sample_go
 
 pytestmark = pytest.mark.integration

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 
 from plugin_operator.gateway import context
-from plugin_operator.gateway.launcher import datasource_object, plugin_object
 from plugin_operator.gateway.routing import Kind, RoutingTable
+from tests.support.gateway_launcher import datasource_object, plugin_object
 
 
 def test_datasource_context_carries_settings_user_and_grafana_facts() -> None:

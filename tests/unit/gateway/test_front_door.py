@@ -14,10 +14,10 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from plugin_operator.gateway.access import Gatekeeper, Identity, Permission
-from plugin_operator.gateway.launcher import datasource_object, plugin_object
 from plugin_operator.gateway.limits import Limits
 from plugin_operator.gateway.routing import Kind, RoutingTable
 from plugin_operator.gateway.server import Gateway, GatewayConfig
+from tests.support.gateway_launcher import datasource_object, plugin_object
 from tests.support.wait import eventually_async
 
 GOOD = {"Authorization": "Bearer good"}

@@ -15,11 +15,11 @@ from aiohttp.test_utils import TestClient, TestServer
 from plugin_operator.gateway import context
 from plugin_operator.gateway.access import Gatekeeper, Identity, Permission
 from plugin_operator.gateway.errors import GatewayError
-from plugin_operator.gateway.launcher import datasource_object, plugin_object, secret_object
 from plugin_operator.gateway.query import QueryResult, encode_results, failed_results
 from plugin_operator.gateway.routing import Kind, RoutingTable, stable_datasource_id
 from plugin_operator.gateway.server import Gateway, GatewayConfig
 from plugin_operator.models.world import Key
+from tests.support.gateway_launcher import datasource_object, plugin_object, secret_object
 
 SECRET = "s3cret-value-never-shown"
 GOOD = {"Authorization": "Bearer good"}

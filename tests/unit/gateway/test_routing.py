@@ -7,15 +7,15 @@ from typing import Any
 
 import pytest
 
-from plugin_operator.gateway.launcher import (
+from plugin_operator.gateway.routing import Kind, RouteLookupError, RoutingTable
+from plugin_operator.models import naming
+from plugin_operator.models.world import ObjectError
+from tests.support.gateway_launcher import (
     datasource_object,
     gateway_pod_object,
     plugin_object,
     secret_object,
 )
-from plugin_operator.gateway.routing import Kind, RouteLookupError, RoutingTable
-from plugin_operator.models import naming
-from plugin_operator.models.world import ObjectError
 
 
 def backend_pod(name: str, plugin: str, ip: str, *, ready: bool = True,
