@@ -51,7 +51,11 @@ def _in_cluster() -> tuple[str, ssl.SSLContext, TokenFile]:
     host, port = os.environ["KUBERNETES_SERVICE_HOST"], os.environ["KUBERNETES_SERVICE_PORT"]
     if ":" in host:
         host = f"[{host}]"
-    context = ssl.create_default_context(cafile=str(SERVICE_ACCOUNT_DIR / "ca.crt"))
+    ca = SERVICE_ACCOUNT_DIR / "ca.crt"
+    if not ca.is_file():  # ssl's own error would not name the file
+        raise ClusterUnreachableError(f"cannot find a Kubernetes cluster: the ServiceAccount's "
+                                      f"CA certificate {ca} is missing")
+    context = ssl.create_default_context(cafile=str(ca))
     return f"https://{host}:{port}", context, TokenFile(SERVICE_ACCOUNT_DIR / "token")
 
 
@@ -65,15 +69,21 @@ def _material(entry: Mapping[str, Any], key: str, base: Path) -> bytes | None:
 
 
 def _named(items: Any, name: str, what: str, path: Path) -> Mapping[str, Any]:
-    for item in items or []:
-        if item.get("name") == name:
-            found: Mapping[str, Any] = item.get(what) or {}
+    for item in items if isinstance(items, list) else []:
+        if isinstance(item, Mapping) and item.get("name") == name:
+            found = item.get(what) or {}
+            if not isinstance(found, Mapping):
+                break
             return found
-    raise ClusterUnreachableError(f"{path} has no {what} named {name!r}")
+    raise ClusterUnreachableError(f"{path} has no {what} named {name!r} (a list of "
+                                  f"{{name, {what}}} mappings)")
 
 
 def _from_kubeconfig(path: Path) -> tuple[str, ssl.SSLContext, Any, dict[str, str]]:
     config = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(config, Mapping):
+        raise ClusterUnreachableError(f"{path} is not a kubeconfig: its top level is a "
+                                      f"{type(config).__name__}, not a mapping")
     context_name = config.get("current-context")
     if not context_name:
         raise ClusterUnreachableError(f"{path} has no current-context; pick one with "
@@ -121,12 +131,16 @@ def _from_kubeconfig(path: Path) -> tuple[str, ssl.SSLContext, Any, dict[str, st
 def connection_settings(kubeconfig: str | None = None
                         ) -> tuple[str, ssl.SSLContext, Any, dict[str, str]]:
     """Server, TLS context, token (or token source) and extra request options."""
-    path_text = kubeconfig or os.environ.get("KUBECONFIG")
+    # An explicit path wins; inside a pod the ServiceAccount comes before $KUBECONFIG (as
+    # kopf's login in handlers.py has it, so both talk to the same cluster); an empty
+    # $KUBECONFIG counts as unset, as for kubectl.
+    path_text = kubeconfig or None
     try:
         if path_text is None and (SERVICE_ACCOUNT_DIR / "token").exists() and \
                 "KUBERNETES_SERVICE_HOST" in os.environ:
             server, tls, token = _in_cluster()
             return server, tls, token, {}
+        path_text = path_text or os.environ.get("KUBECONFIG") or None
         path = Path(path_text.split(os.pathsep)[0] if path_text else "~/.kube/config")
         return _from_kubeconfig(path.expanduser())
     except (OSError, KeyError, ValueError, ssl.SSLError, yaml.YAMLError) as exc:

@@ -17,12 +17,15 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
+
 from plugin_operator.kube.rest import ApiError, KubeApi
 
 log = logging.getLogger("plugin_operator.kube.informer")
 
 WATCH_WINDOW_SECONDS = 290  # the apiserver ends watches after at most this; we then resume
 RETRY_SECONDS = (0.2, 0.5, 1.0, 2.0, 5.0)
+MAX_EVENT_BYTES = 16 << 20  # far above any object the apiserver stores
 
 
 class EventType(enum.StrEnum):
@@ -63,6 +66,24 @@ class Collection:
         return query
 
 
+async def _lines(stream: aiohttp.StreamReader) -> AsyncIterator[bytes]:
+    """A watch stream's lines, one JSON event each. Not StreamReader.readline: it refuses
+    lines over 512 KiB, and one event holds a whole object (up to etcd's 1.5 MiB limit, more
+    as JSON)."""
+    pending = bytearray()
+    async for chunk in stream.iter_any():
+        pending += chunk
+        while (end := pending.find(b"\n")) >= 0:
+            line = bytes(pending[:end])
+            del pending[:end + 1]
+            if line.strip():
+                yield line
+        if len(pending) > MAX_EVENT_BYTES:
+            raise ValueError(f"a watch event longer than {MAX_EVENT_BYTES} bytes")
+    if pending.strip():
+        yield bytes(pending)
+
+
 class GoneError(Exception):
     """The resourceVersion we watch from is too old: relist."""
 
@@ -80,11 +101,12 @@ class Informer:
                                         query=self.collection.selectors())
         self.resource_version = str((listed.get("metadata") or {}).get("resourceVersion", ""))
         kind = str(listed.get("kind", "")).removesuffix("List")
+        api_version = str(listed.get("apiVersion", ""))
         items = []
         for item in listed.get("items") or ():
             # List items come without kind/apiVersion; watch events carry them. Make both
             # look the same to consumers.
-            items.append({"kind": kind, **item})
+            items.append({"apiVersion": api_version, "kind": kind, **item})
         return WatchEvent(EventType.RESYNC, objects=tuple(items))
 
     async def _watch(self) -> AsyncIterator[WatchEvent]:
@@ -99,10 +121,7 @@ class Informer:
                 raise GoneError from exc
             raise
         try:
-            while True:
-                line = await response.content.readline()
-                if not line:
-                    return
+            async for line in _lines(response.content):
                 event = json.loads(line)
                 kind = event.get("type")
                 obj = event.get("object") or {}
@@ -135,7 +154,7 @@ class Informer:
             except GoneError:
                 log.info("watch of %s expired; relisting", self.collection.path())
                 need_list = True
-            except (TimeoutError, ApiError, OSError, ValueError) as exc:
+            except (TimeoutError, ApiError, OSError, ValueError, aiohttp.ClientError) as exc:
                 delay = RETRY_SECONDS[min(failures, len(RETRY_SECONDS) - 1)]
                 failures += 1
                 log.warning("watch of %s failed (%s); retrying in %.1fs",
