@@ -28,7 +28,8 @@ _BACKEND = {
     "500": _error("The plugin failed the call"),
     "502": _error("The backend stopped while serving the call"),
     "503": _error("No ready backend, the plugin is overloaded, the gateway holds too many "
-                  "request bodies, or a quarantined query (with Retry-After)"),
+                  "request bodies, or a quarantined or still-running query (with "
+                  "Retry-After)"),
     "504": _error("The plugin did not answer within the call timeout")}
 _BAD_INPUT = {"400": _error("Invalid input; the message says what to fix")}
 _TOO_LARGE = {"413": _error("The body is larger than the route accepts")}

@@ -39,14 +39,19 @@ def fingerprint(datasource: str, models: Sequence[bytes]) -> bytes:
         "utf-8", "surrogatepass")).digest()
 
 
+Refusal = Callable[[str, float, float], GatewayError]  # (plugin, seconds, seconds left)
+
+
 class Quarantine:
     """Fingerprints refused until their time is up; bounded, oldest dropped first."""
 
     def __init__(self, seconds: float, max_entries: int = 1024,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 refusal: Refusal | None = None) -> None:
         self.seconds = seconds
         self.max_entries = max_entries
         self._clock = clock
+        self._refusal: Refusal = refusal or quarantined
         self._until: OrderedDict[bytes, tuple[float, str]] = OrderedDict()
 
     def __bool__(self) -> bool:
@@ -78,7 +83,7 @@ class Quarantine:
         if left <= 0:
             del self._until[key]
             return
-        raise quarantined(plugin, self.seconds, left)
+        raise self._refusal(plugin, self.seconds, left)
 
 
 def quarantined(plugin: str, seconds: float, left: float) -> GatewayError:
@@ -89,6 +94,16 @@ def quarantined(plugin: str, seconds: float, left: float) -> GatewayError:
              f"(it may be what crashes the plugin). Retry in {wait} s, or change the query; "
              "the plugin's logs (kubectl logs --previous) tell why the backend stopped",
         "query.quarantined", {"Retry-After": str(wait)})
+
+
+def still_running(plugin: str, seconds: float, left: float) -> GatewayError:
+    """The answer to a query sent again while its timed-out run may still hold a backend."""
+    wait = max(1, math.ceil(left))
+    return GatewayError(
+        503, f"Query refused: this same query ran out of time less than {seconds:g} s ago, "
+             f"and a backend of plugin {plugin!r} may still be working on it (plugins need not "
+             f"stop when a call is cancelled). Retry in {wait} s, or narrow the query (a "
+             "shorter time range, fewer series)", "query.stillRunning", {"Retry-After": str(wait)})
 
 
 def lost_while_serving(plugin: str, seconds: float) -> GatewayError:

@@ -30,7 +30,7 @@ from .errors import GatewayError, overloaded
 from .http import IDENTITY, PLUGIN_LABEL, UID_LABEL, lookup, namespace
 from .limits import Limits
 from .metrics import NO_LABEL, UNKNOWN, GatewayMetrics
-from .quarantine import Quarantine
+from .quarantine import Quarantine, still_running
 from .routes.health import HealthRoutes
 from .routes.plugins import PluginRoutes
 from .routes.query import QueryRoutes
@@ -77,6 +77,9 @@ class Gateway:
         self.assets = AssetStore(config.asset_cache_dir)
         self.bodies = BodyBudget(config.limits.bodies_in_flight_bytes)
         self.quarantine = Quarantine(config.quarantine_seconds)
+        # A query that ran out of time may still be running in its backend: the same query
+        # is not sent again (to another replica) until its deadline would have passed again.
+        self.timed_out = Quarantine(config.call_timeout_seconds, refusal=still_running)
         self.synced = False
         self.draining = False
         self._in_flight = 0

@@ -33,7 +33,8 @@ KNOWN = {"uid": ["py-uid", "go-uid"], "pluginId": [PYTHON_PLUGIN_ID, GO_PLUGIN_I
 # 5xx answers the gateway gives on purpose, each saying why (none is expected here: both
 # backends are up, nothing is overloaded or quarantined).
 EXPLAINED_5XX = {"plugin.unavailable", "plugin.overloaded", "request.bodiesBusy",
-                 "query.quarantined", "plugin.lostWhileServing", "plugin.timeout"}
+                 "query.quarantined", "query.stillRunning", "plugin.lostWhileServing",
+                 "plugin.timeout"}
 CHECKS = [status_code_conformance, content_type_conformance, response_schema_conformance]
 
 

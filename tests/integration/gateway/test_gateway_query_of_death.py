@@ -14,6 +14,7 @@ import pytest
 from tests.integration.gateway.conftest import pod_world, replicas
 from tests.support.gateway_launcher import datasource_object, running_gateway
 from tests.support.host_launcher import RunningHost
+from tests.support.wait import eventually_async
 
 pytestmark = pytest.mark.integration
 RANGE = {"from": "now-1h", "to": "now"}
@@ -69,6 +70,44 @@ async def test_a_query_of_death_costs_one_backend_at_most(tmp_path: Path) -> Non
             assert sum(not plugin_alive(host) for _, host in hosts) == 1
             async with http.get(f"{gateway.url}/readyz") as ready:
                 assert ready.status == 200
+    finally:
+        for _, host in hosts:
+            if host.process.returncode is None:
+                await host.stop()
+
+
+async def test_a_timed_out_query_is_not_sent_again_while_it_may_still_run(
+        tmp_path: Path) -> None:
+    """A query that ran out of time may still be running in its backend (a plugin need not
+    stop when the call is cancelled): sent again at once, it would start a second run on
+    another replica. It is refused until its deadline would have passed again; other
+    queries are not."""
+    hosts = await replicas(tmp_path, 2)
+    slow = {**RANGE, "queries": [{"refId": "A", "datasource": {"uid": "py-uid"},
+                                  "scenario": "slow", "seconds": 3}]}
+    try:
+        async with running_gateway(pod_world(tmp_path, [ip for ip, _ in hosts]),
+                                   tmp_path / "gw", ["--call-timeout", "1"]) as gateway, \
+                aiohttp.ClientSession() as http:
+
+            async def query(body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+                async with http.post(f"{gateway.url}/api/ds/query", json=body) as answer:
+                    return answer.status, json.loads(await answer.read())
+
+            status, error = await query(slow)
+            assert status == 504, error
+            assert "refused for the next 1 s" in error["message"], error
+            status, error = await query({**slow, "queries": [
+                {**slow["queries"][0], "refId": "B"}]})  # the same query, another refId
+            assert status == 503, error
+            assert error["messageId"] == "query.stillRunning", error
+            assert (await query(GOOD))[0] == 200
+            # Once the deadline would have passed again, it is tried again.
+            async def admitted_again() -> bool:
+                return (await query(slow))[0] == 504  # sent to a backend, out of time again
+
+            await eventually_async("the slow query admitted again", admitted_again,
+                                   timeout_s=10, interval_s=0.2)
     finally:
         for _, host in hosts:
             if host.process.returncode is None:

@@ -9,6 +9,7 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+import grpc
 from aiohttp import MultipartWriter, web
 
 from plugin_operator.gateway import access, context, failures, query
@@ -73,9 +74,11 @@ class QueryRoutes:
             plugin_id = resolved.plugin.spec.plugin_id
             batch = parsed.by_datasource[uid]
             suspect = b""
-            if gateway.quarantine:  # fingerprints cost only while something is quarantined
+            # Fingerprints cost only while something is refused.
+            if gateway.quarantine or gateway.timed_out:
                 suspect = fingerprint(str(resolved.record.key), [q.json for q in batch.queries])
                 gateway.quarantine.check(suspect)
+                gateway.timed_out.check(suspect)
             message = convert.query_data_request_to_proto(QueryDataRequest(
                 plugin_context=_NO_CONTEXT, queries=batch.queries, format=fmt,
                 headers=context.forwarded_headers(request.headers, uid,
@@ -97,6 +100,15 @@ class QueryRoutes:
                                     "that query is quarantined: %s", plugin_id,
                                     resolved.record.key, exc)
                         raise lost_while_serving(plugin_id, gateway.quarantine.seconds) from exc
+                    if exc.code is grpc.StatusCode.DEADLINE_EXCEEDED:
+                        gateway.timed_out.add(suspect or fingerprint(
+                            str(resolved.record.key), [q.json for q in batch.queries]),
+                            plugin_id)
+                        raise GatewayError(
+                            504, f"Query data error: {exc.message}: the plugin did not answer "
+                                 f"in time; the same query is refused for the next "
+                                 f"{gateway.timed_out.seconds:g} s, while the plugin may still "
+                                 "be working on it", "plugin.timeout") from exc
                     raise from_plugin_error(exc, other_message=f"Query data error: "
                                             f"{exc.message}") from exc
             check_result_size(((r.frames, r.format) for r in raw.values()), limits)
