@@ -63,6 +63,7 @@ class OperatorConfig:
     image: str = "plugin-operator:0.1.0"
     image_pull_policy: str = "IfNotPresent"
     app_url: str = "http://localhost:3000/"
+    grafana_version: str = "12.3.0"  # GF_VERSION for plugins; grafanaDependency checks
     allow_unsigned_plugins: tuple[str, ...] = ()
     trusted_keys: tuple[Path, ...] = ()
     artifacts_directory: Path = Path("/var/cache/plugin-operator")
@@ -87,6 +88,7 @@ _SETTINGS: dict[str, tuple[str, str]] = {
     "image": ("str", "image"),
     "imagePullPolicy": ("pull", "image_pull_policy"),
     "appUrl": ("url", "app_url"),
+    "grafanaVersion": ("str", "grafana_version"),
     "allowUnsignedPlugins": ("list", "allow_unsigned_plugins"),
     "trustedKeys": ("paths", "trusted_keys"),
     "artifacts.directory": ("path", "artifacts_directory"),

@@ -34,6 +34,7 @@ from plugin_operator.controller.sidecars import SidecarService, TargetKey, targe
 from plugin_operator.controller.status import (
     Phase,
     condition,
+    grafana_compatibility,
     is_newer,
     phase_message,
 )
@@ -186,6 +187,7 @@ class PluginService:
                                          naming.peers_service_name(key.name)))
         status: dict[str, Any] = dict(obj.get("status") or {})
         new_status = self._verified_status(status, spec, package, generation, now)
+        self._warn_if_incompatible(obj, status, new_status)
         new_status.update({"sidecarTarget": f"{target.kind} {target.namespace}/{target.name}",
                            "serviceName": None})
         for field in ("phase", "message", "replicas", "readyReplicas", "restarts"):
@@ -256,6 +258,7 @@ class PluginService:
         backends = await self.pods.run(key, ref, obj, spec, package, now)
         ready = backends.ready
         new_status = self._verified_status(status, spec, package, generation, now)
+        self._warn_if_incompatible(obj, status, new_status)
         new_status.update({
             "phase": str(backends.phase),
             "message": phase_message(backends.phase, spec.replicas, ready, backends.pods),
@@ -307,8 +310,19 @@ class PluginService:
                              if signature.type else ""), generation, now),
                 condition(previous, "Registered", True, "Registered",
                           f"{plugin.id} {plugin.version} is registered", generation, now),
+                condition(previous, "GrafanaCompatible", *grafana_compatibility(
+                    plugin.grafana_dependency, self.config.grafana_version), generation, now),
             ],
         }
+
+    def _warn_if_incompatible(self, obj: Mapping[str, Any], status: Mapping[str, Any],
+                              new_status: Mapping[str, Any]) -> None:
+        """One Warning event when the plugin stops fitting the Grafana version it runs as."""
+        def compatible(conditions: Any) -> Any:
+            return next((c for c in conditions or [] if c["type"] == "GrafanaCompatible"), {})
+        now, before = compatible(new_status["conditions"]), compatible(status.get("conditions"))
+        if now.get("status") == "False" and before.get("message") != now.get("message"):
+            self.events.emit(obj, "Warning", now["reason"], now["message"])
 
     async def _pending(self, key: PluginKey, obj: dict[str, Any], error: PackageError,
                        generation: int) -> float:

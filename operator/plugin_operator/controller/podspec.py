@@ -94,7 +94,8 @@ def _backend_container(name: str, spec: PluginSpec, config: OperatorConfig, volu
     """``attach_peers`` (Pod mode): the host also serves the attach port, balancing each
     call over the ready replicas that this name (the peers Service) lists."""
     args = ["host", PLUGIN_DIR, "--grpc-port", str(grpc_port), "--http-port", str(http_port),
-            "--termination-log", naming.TERMINATION_LOG]
+            "--termination-log", naming.TERMINATION_LOG,
+            "--grafana-version", config.grafana_version]
     if attach_peers:
         args += ["--attach-port", str(naming.ATTACH_PORT), "--peers", attach_peers]
     for key, value in sorted(spec.config.items()):

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from plugin_operator.controller.planner import ObservedPod, Termination
+from plugin_operator.package.grafana_dependency import ConstraintError, satisfies
 
 # lastFailure.reason of a failed fetch by a pod's init step (the container's own reason is
 # a bare "Error").
@@ -101,6 +102,25 @@ class Failure:
                 "reason": self.termination.reason or "Error",
                 "message": abbreviate(self.termination.message, MESSAGE_LIMIT),
                 "time": timestamp(finished or now)}
+
+
+def grafana_compatibility(constraint: str, grafana_version: str) -> tuple[bool, str, str]:
+    """(compatible, reason, message) of plugin.json's grafanaDependency against the Grafana
+    version plugins are told they run in (the operator's grafanaVersion)."""
+    if not constraint.strip():
+        return True, "NoConstraint", "plugin.json states no grafanaDependency"
+    try:
+        compatible = satisfies(grafana_version, constraint)
+    except ConstraintError as exc:
+        return False, "ConstraintUnreadable", (f"plugin.json grafanaDependency cannot be read "
+                                               f"({exc}); Grafana's catalog would refuse it")
+    if compatible:
+        return True, "Compatible", f"Grafana {grafana_version} meets {constraint!r}"
+    return False, "GrafanaVersionUnsupported", (
+        f"the plugin requires Grafana {constraint!r} but runs as Grafana {grafana_version} "
+        "(GF_VERSION): it may call APIs that version lacks. Install a version of the plugin "
+        "made for your Grafana, or set the chart's operator.grafanaVersion to the version "
+        "of Grafana you run")
 
 
 def latest_failure(pods: Sequence[ObservedPod]) -> Failure | None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import signal
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -231,3 +233,41 @@ def test_deleting_the_plugin_leaves_its_objects_to_the_garbage_collector(
         (owner,) = owned["metadata"]["ownerReferences"]
         assert (owner["kind"], owner["uid"], owner["controller"]) == ("Plugin", uid, True)
     operator.kubectl("delete", "plugin", "doomed", "--wait=true", "--timeout=30s")
+
+
+def test_a_plugin_made_for_another_grafana_says_so(
+        operator: OperatorProcess, tmp_path: Path) -> None:
+    """Plugins were told GF_VERSION 12.0.0, whatever Grafana they served, and one requiring
+    a newer Grafana ran without a word. Now they get the configured version, and a Plugin
+    whose grafanaDependency excludes it carries a False GrafanaCompatible condition and a
+    Warning event saying what to do."""
+    import zipfile
+
+    from tests.support.samples import package_testdata_python
+
+    source = package_testdata_python(tmp_path)
+    needy = tmp_path / "needs-grafana-99.zip"
+    with zipfile.ZipFile(source) as original, zipfile.ZipFile(needy, "w") as copy:
+        for entry in original.infolist():
+            data = original.read(entry)
+            if entry.filename.split("/")[-1] == "plugin.json" and entry.filename.count("/") <= 1:
+                manifest = json.loads(data)
+                manifest.setdefault("dependencies", {})["grafanaDependency"] = ">=99.0.0"
+                data = json.dumps(manifest).encode()
+            copy.writestr(entry, data)
+    archive_configmap(operator, "needy", needy)
+    operator.apply(plugin_object("needy", "needy", policy="AllowUnsigned"))
+
+    def compatibility() -> Any:
+        conditions = operator.status("plugin", "needy").get("conditions") or []
+        return next((c for c in conditions if c["type"] == "GrafanaCompatible"), None)
+
+    found = operator.wait_for("the GrafanaCompatible condition", compatibility)
+    assert (found["status"], found["reason"]) == ("False", "GrafanaVersionUnsupported")
+    assert "'>=99.0.0'" in found["message"]
+    assert "operator.grafanaVersion" in found["message"]
+    operator.wait_for("a GrafanaVersionUnsupported event", lambda: any(
+        e.startswith("GrafanaVersionUnsupported:") for e in operator.events("needy")))
+    (pod,) = operator.wait_for("its pod", lambda: operator.pods("needy"))
+    args = pod["spec"]["containers"][0]["args"]
+    assert args[args.index("--grafana-version") + 1] == "12.3.0"

@@ -142,3 +142,12 @@ def test_the_operator_patches_only_the_named_workloads(render: Render) -> None:
         assert rule["resourceNames"] == ["grafana"]
     # By default any workload of the plugin namespaces, as sidecar mode always allowed.
     assert all("resourceNames" not in rule for rule in _workload_patch_rules(render()))
+
+
+def test_one_grafana_version_for_the_operator_and_the_gateway(
+        render: Render, tmp_path: Path) -> None:
+    rendered = render({"operator": {"grafanaVersion": "11.6.3"}})
+    assert _config(rendered, tmp_path).grafana_version == "11.6.3"
+    (gateway,) = _pod(rendered, GATEWAY)["containers"]
+    args = gateway["args"]
+    assert args[args.index("--grafana-version") + 1] == "11.6.3"
