@@ -34,6 +34,7 @@ from typing import Any
 import yaml
 
 from plugin_operator.models.resources import SpecError, parse_duration
+from plugin_operator.models.settings import DEFAULT_GRAFANA_VERSION
 
 ENV_PREFIX = "PLUGIN_OPERATOR_"
 DEFAULT_CONFIG_PATH = Path("/etc/plugin-operator/config.yaml")
@@ -63,7 +64,7 @@ class OperatorConfig:
     image: str = "plugin-operator:0.1.0"
     image_pull_policy: str = "IfNotPresent"
     app_url: str = "http://localhost:3000/"
-    grafana_version: str = "12.3.0"  # GF_VERSION for plugins; grafanaDependency checks
+    grafana_version: str = DEFAULT_GRAFANA_VERSION  # GF_VERSION; grafanaDependency checks
     allow_unsigned_plugins: tuple[str, ...] = ()
     trusted_keys: tuple[Path, ...] = ()
     artifacts_directory: Path = Path("/var/cache/plugin-operator")

@@ -15,6 +15,8 @@ from typing import Any
 
 from aiohttp import web
 
+from plugin_operator.models.settings import DEFAULT_GRAFANA_VERSION
+
 from .access import Gatekeeper, Identity, Permission
 from .context import DEFAULT_GRAFANA_CONFIG, ContextDefaults
 from .limits import Limits
@@ -75,7 +77,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default = getattr(limits, name)
         parser.add_argument(flag, type=_positive, default=default, dest=f"limit_{name}",
                             metavar="N", help=f"at most N {text} (default {default})")
-    parser.add_argument("--grafana-version", default="12.0.0",
+    parser.add_argument("--grafana-version", default=DEFAULT_GRAFANA_VERSION,
                         help="the Grafana version plugins are told (user agent)")
     parser.add_argument("--grafana-config", action="append", default=[], metavar="KEY=VALUE",
                         help="extra PluginContext.grafanaConfig entries, e.g. GF_APP_URL=...")

@@ -6,6 +6,7 @@ import platform
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from plugin_operator.models.settings import DEFAULT_GRAFANA_VERSION
 from plugin_operator.models.world import PluginRecord
 from plugin_operator.protocol import convert
 from plugin_operator.protocol.models import (
@@ -37,7 +38,7 @@ def user_agent(grafana_version: str) -> str:
 class ContextDefaults:
     """What every call's context carries, from the gateway's configuration."""
 
-    grafana_version: str = "12.0.0"
+    grafana_version: str = DEFAULT_GRAFANA_VERSION
     grafana_config: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_GRAFANA_CONFIG))
     org_id: int = 1
 

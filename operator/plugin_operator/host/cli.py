@@ -11,6 +11,7 @@ from pathlib import Path
 
 from plugin_operator.host.front import DEFAULT_FRONT, FRONT_ENV
 from plugin_operator.host.runner import Host, HostConfig
+from plugin_operator.models.settings import DEFAULT_GRAFANA_VERSION
 from plugin_operator.sdk.log import HclogJsonFormatter
 
 
@@ -34,7 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="seconds to wait for the handshake line (Grafana: 60)")
     parser.add_argument("--termination-log", type=Path, default=Path("/dev/termination-log"),
                         help="where to write why the plugin died (Kubernetes reads it)")
-    parser.add_argument("--grafana-version", default="12.0.0", help="GF_VERSION for the plugin")
+    parser.add_argument("--grafana-version", default=DEFAULT_GRAFANA_VERSION,
+                        help="GF_VERSION for the plugin")
     parser.add_argument("--setting", type=_setting, action="append", default=[],
                         metavar="KEY=VALUE", help="plugin setting, passed as GF_PLUGIN_<KEY>")
     parser.add_argument("--socket-dir", help="PLUGIN_UNIX_SOCKET_DIR for the plugin's socket")

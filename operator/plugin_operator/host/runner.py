@@ -34,6 +34,7 @@ from plugin_operator.host.termination import (
     termination_message,
     write_termination_message,
 )
+from plugin_operator.models.settings import DEFAULT_GRAFANA_VERSION
 from plugin_operator.package.plugin_json import (
     PluginJsonError,
     load_plugin_json,
@@ -62,7 +63,7 @@ class HostConfig:
     handshake_timeout: float = 60.0
     shutdown_grace: float = 2.0
     termination_log: Path = Path("/dev/termination-log")
-    grafana_version: str = "12.0.0"
+    grafana_version: str = DEFAULT_GRAFANA_VERSION
     settings: Mapping[str, str] = field(default_factory=dict)
     socket_dir: str | None = None
     ports_file: Path | None = None

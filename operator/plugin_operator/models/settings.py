@@ -13,6 +13,10 @@ from collections.abc import Mapping
 from plugin_operator.models.resources import DataSourceSpec
 from plugin_operator.protocol.models import DataSourceInstanceSettings
 
+# The Grafana version plugins are told they run in when nobody says otherwise (the chart
+# sets operator.grafanaVersion for the operator, the gateway and every backend).
+DEFAULT_GRAFANA_VERSION = "12.3.0"
+
 
 def stable_datasource_id(namespace: str, name: str) -> int:
     """Grafana's numeric datasource id, which the SDK uses as its instance cache key: stable

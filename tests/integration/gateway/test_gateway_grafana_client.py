@@ -12,6 +12,7 @@ import pytest
 from grafana_client import GrafanaApi
 from grafana_client.client import GrafanaClientError
 
+from plugin_operator.models.settings import DEFAULT_GRAFANA_VERSION
 from tests.integration.gateway.conftest import GO_PLUGIN_ID, PYTHON_PLUGIN_ID, Stack
 
 pytestmark = pytest.mark.integration
@@ -53,8 +54,8 @@ def drive(url: str) -> dict[str, Any]:
 async def test_grafana_client_works_unchanged(stack: Stack) -> None:
     seen = await asyncio.to_thread(drive, stack.url)
     assert seen["health"]["database"] == "ok"
-    assert seen["build"]["version"] == "12.0.0"
-    assert seen["version"] == "12.0.0"
+    assert seen["build"]["version"] == DEFAULT_GRAFANA_VERSION
+    assert seen["version"] == DEFAULT_GRAFANA_VERSION
     assert sorted(d["uid"] for d in seen["list"]) == ["go-uid", "py-nokey-uid", "py-uid"]
     assert seen["by_uid"]["type"] == PYTHON_PLUGIN_ID
     assert seen["by_uid"]["access"] == "proxy"

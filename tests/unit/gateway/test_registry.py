@@ -18,6 +18,7 @@ from plugin_operator.gateway.errors import GatewayError
 from plugin_operator.gateway.query import QueryResult, encode_results, failed_results
 from plugin_operator.gateway.routing import Kind, RoutingTable, stable_datasource_id
 from plugin_operator.gateway.server import Gateway, GatewayConfig
+from plugin_operator.models.settings import DEFAULT_GRAFANA_VERSION
 from plugin_operator.models.world import Key
 from tests.support.gateway_launcher import datasource_object, plugin_object, secret_object
 
@@ -139,7 +140,7 @@ async def test_health_errors_settings_and_unknown_routes(
     gateway, c = client
     status, body, _ = await call(c, "GET", "/api/health", headers={})
     assert status == 200
-    assert body == {"commit": body["commit"], "database": "ok", "version": "12.0.0"}
+    assert body == {"commit": body["commit"], "database": "ok", "version": DEFAULT_GRAFANA_VERSION}
     gateway.synced = False
     status, body, _ = await call(c, "GET", "/api/health", headers={})
     assert (status, body["database"]) == (503, "failing")
