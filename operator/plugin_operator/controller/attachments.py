@@ -44,7 +44,6 @@ from plugin_operator.models.resources import (
 )
 
 log = logging.getLogger(__name__)
-AttachmentKey = ObjectRef
 ROLLING_RECHECK_SECONDS = 3.0
 RESYNC_SECONDS = 300.0
 MISSING_RECHECK_SECONDS = 30.0
@@ -61,7 +60,7 @@ class Listed:
     plugin_id: str = ""
 
 
-def attachment_path(key: AttachmentKey, subresource: str | None = None) -> str:
+def attachment_path(key: ObjectRef, subresource: str | None = None) -> str:
     return group_path(API_VERSION, key.namespace, ATTACHMENT_PLURAL, key.name, subresource)
 
 
@@ -77,7 +76,7 @@ class AttachmentService:
         self.events = events
         self.clock = clock
 
-    async def reconcile(self, key: AttachmentKey) -> float | None:
+    async def reconcile(self, key: ObjectRef) -> float | None:
         obj = await self.kube.get_or_none(attachment_path(key))
         if obj is None:
             return None
@@ -94,7 +93,7 @@ class AttachmentService:
             return None
         return await self._attach(key, obj, spec)
 
-    async def _attach(self, key: AttachmentKey, obj: dict[str, Any],
+    async def _attach(self, key: ObjectRef, obj: dict[str, Any],
                       spec: AttachmentSpec) -> float | None:
         ref = plan.AttachmentRef(key.namespace, key.name, obj["metadata"]["uid"])
         target = TargetKey(key.namespace, spec.workload.kind, spec.workload.name)
@@ -235,7 +234,7 @@ class AttachmentService:
         await self.kube.apply(path, plan.network_policy(ref, pod_mode, selector),
                               field_manager=plan.FIELD_MANAGER)
 
-    async def _report(self, key: AttachmentKey, obj: dict[str, Any], target: TargetKey,
+    async def _report(self, key: ObjectRef, obj: dict[str, Any], target: TargetKey,
                       listed: list[Listed], datasources: list[plan.ProvisionedDataSource],
                       ds_messages: list[str], workload: Mapping[str, Any]) -> float:
         annotations = (((workload.get("spec") or {}).get("template") or {}).get(
@@ -270,7 +269,7 @@ class AttachmentService:
                                  "Attached" if ready else "Attaching", message)
         return RESYNC_SECONDS if ready else ROLLING_RECHECK_SECONDS
 
-    async def _write_status(self, key: AttachmentKey, obj: Mapping[str, Any],
+    async def _write_status(self, key: ObjectRef, obj: Mapping[str, Any],
                             fields: dict[str, Any], ready: bool, reason: str,
                             message: str) -> None:
         previous = dict(obj.get("status") or {})
@@ -290,7 +289,7 @@ class AttachmentService:
         except NotFoundError:
             return
 
-    async def _detach(self, key: AttachmentKey, obj: Mapping[str, Any]) -> None:
+    async def _detach(self, key: ObjectRef, obj: Mapping[str, Any]) -> None:
         """Remove everything the attachment added, then let it go."""
         if ATTACHMENT_FINALIZER not in (obj["metadata"].get("finalizers") or []):
             return
@@ -313,7 +312,7 @@ class AttachmentService:
                                                     "network policy this attachment added")
         await self._set_finalizer(key, obj, present=False)
 
-    async def _set_finalizer(self, key: AttachmentKey, obj: Mapping[str, Any],
+    async def _set_finalizer(self, key: ObjectRef, obj: Mapping[str, Any],
                              present: bool) -> None:
         finalizers = list(obj["metadata"].get("finalizers") or [])
         if (ATTACHMENT_FINALIZER in finalizers) == present:

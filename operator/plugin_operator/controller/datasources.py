@@ -43,7 +43,6 @@ log = logging.getLogger(__name__)
 NO_BACKEND_RECHECK_SECONDS = 60.0
 
 
-DataSourceKey = ObjectRef
 
 
 class SecretMissingError(Exception):
@@ -65,10 +64,10 @@ class DataSourceService:
         self.events = events
         self.clock = clock
 
-    def _path(self, key: DataSourceKey, subresource: str | None = None) -> str:
+    def _path(self, key: ObjectRef, subresource: str | None = None) -> str:
         return group_path(API_VERSION, key.namespace, DATASOURCE_PLURAL, key.name, subresource)
 
-    async def reconcile(self, key: DataSourceKey) -> float | None:
+    async def reconcile(self, key: ObjectRef) -> float | None:
         obj = await self.kube.get_or_none(self._path(key))
         if obj is None or obj["metadata"].get("deletionTimestamp"):
             metrics.LAST_SEEN.datasource_health.pop(str(key), None)
@@ -82,7 +81,7 @@ class DataSourceService:
         metrics.RECONCILES.labels("DataSourceInstance", "ok").inc()
         return result
 
-    async def _reconcile(self, key: DataSourceKey, obj: dict[str, Any]) -> float | None:
+    async def _reconcile(self, key: ObjectRef, obj: dict[str, Any]) -> float | None:
         now = self.clock()
         generation = int(obj["metadata"].get("generation", 1))
         status: dict[str, Any] = dict(obj.get("status") or {})
@@ -221,7 +220,7 @@ class DataSourceService:
             return Health(HealthStatus(result.status).name, result.message, details)
         return Health("ERROR", last_error)
 
-    async def _unhealthy(self, key: DataSourceKey, obj: dict[str, Any], reason: str,
+    async def _unhealthy(self, key: ObjectRef, obj: dict[str, Any], reason: str,
                          message: str, plugin_ready: bool | None) -> float:
         now = self.clock()
         generation = int(obj["metadata"].get("generation", 1))
@@ -240,7 +239,7 @@ class DataSourceService:
         await self._write(key, obj, new_status)
         return 30.0
 
-    async def _write(self, key: DataSourceKey, obj: Mapping[str, Any],
+    async def _write(self, key: ObjectRef, obj: Mapping[str, Any],
                      new_status: dict[str, Any]) -> None:
         metrics.LAST_SEEN.datasource_health[str(key)] = str(
             (new_status.get("health") or {}).get("status", "UNKNOWN"))

@@ -14,9 +14,6 @@ from typing import Any
 
 import kopf
 
-from plugin_operator.controller.attachments import AttachmentKey
-from plugin_operator.controller.datasources import DataSourceKey
-from plugin_operator.controller.plugins import PluginKey
 from plugin_operator.controller.references import ReferenceIndex
 from plugin_operator.controller.runtime import Runtime
 from plugin_operator.models import naming
@@ -26,6 +23,7 @@ from plugin_operator.models.resources import (
     GROUP,
     PLUGIN_PLURAL,
     VERSION,
+    ObjectRef,
 )
 
 
@@ -81,7 +79,7 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
     def requeue_attachments(namespace: str, plugin: str | None = None) -> None:
         for name, plugins in attachments.get(namespace, {}).items():
             if plugin is None or plugin in plugins:
-                runtime.attachments.add(AttachmentKey(namespace, name))
+                runtime.attachments.add(ObjectRef(namespace, name))
     # What DataSourceInstances read from their Plugin, per Plugin, to pass on only the
     # events that change it (a Plugin's status is written several times while it starts).
     plugin_facts: dict[tuple[str, str], tuple[Any, ...]] = {}
@@ -106,7 +104,7 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
     def plugin_changed(**event: Any) -> None:
         namespace, name = event["namespace"], event["name"]
         if spec_changed("Plugin", event):
-            runtime.plugins.add(PluginKey(namespace, name))
+            runtime.plugins.add(ObjectRef(namespace, name))
         status = event["status"] or {}
         facts = (event["type"], event["spec"].get("pluginId"), event["spec"].get("mode"),
                  status.get("phase"), status.get("readyReplicas"),
@@ -119,17 +117,17 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
             plugin_facts[(namespace, name)] = facts
         requeue_attachments(namespace, name)
         for datasource in references.referrers(namespace, "Plugin", name):
-            runtime.datasources.add(DataSourceKey(namespace, datasource))
+            runtime.datasources.add(ObjectRef(namespace, datasource))
 
     @kopf.on.event("", "v1", "pods", labels={naming.LABEL_PLUGIN: kopf.PRESENT},
                    registry=registry)
     def backend_pod_changed(**event: Any) -> None:
-        runtime.plugins.add(PluginKey(event["namespace"], event["labels"][naming.LABEL_PLUGIN]))
+        runtime.plugins.add(ObjectRef(event["namespace"], event["labels"][naming.LABEL_PLUGIN]))
 
     @kopf.on.event("", "v1", "pods", labels={naming.LABEL_UNPACKS: kopf.PRESENT},
                    registry=registry)
     def unpack_pod_changed(**event: Any) -> None:
-        runtime.plugins.add(PluginKey(event["namespace"], event["labels"][naming.LABEL_UNPACKS]))
+        runtime.plugins.add(ObjectRef(event["namespace"], event["labels"][naming.LABEL_UNPACKS]))
 
     @kopf.on.event(GROUP, VERSION, DATASOURCE_PLURAL, registry=registry)
     def datasource_changed(**event: Any) -> None:
@@ -137,7 +135,7 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
         gone = event["type"] == "DELETED"
         references.update(namespace, name, None if gone else event["spec"])
         if spec_changed("DataSourceInstance", event):
-            runtime.datasources.add(DataSourceKey(namespace, name))
+            runtime.datasources.add(ObjectRef(namespace, name))
             requeue_attachments(namespace)
 
     @kopf.on.event(GROUP, VERSION, ATTACHMENT_PLURAL, registry=registry)
@@ -151,11 +149,11 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
                                      (event["spec"].get("plugins") or [])
                                      if isinstance(p, dict))
         if spec_changed("GrafanaAttachment", event):
-            runtime.attachments.add(AttachmentKey(namespace, name))
+            runtime.attachments.add(ObjectRef(namespace, name))
 
     @kopf.on.event("", "v1", "secrets", registry=registry)
     def secret_changed(**event: Any) -> None:
         namespace = event["namespace"]
         for datasource in references.referrers(namespace, "Secret", event["name"]):
-            runtime.datasources.add(DataSourceKey(namespace, datasource))
+            runtime.datasources.add(ObjectRef(namespace, datasource))
             requeue_attachments(namespace)

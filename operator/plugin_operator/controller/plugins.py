@@ -67,7 +67,6 @@ SIGNATURE_CODES = {"signatureMissing", "signatureInvalid", "signatureModified"}
 
 
 # Work-queue keys are plain object references: namespace and name.
-PluginKey = ObjectRef
 
 
 def _parse_target(text: str) -> TargetKey:
@@ -76,7 +75,7 @@ def _parse_target(text: str) -> TargetKey:
     return TargetKey(namespace, kind, name)
 
 
-def plugin_path(key: PluginKey, subresource: str | None = None) -> str:
+def plugin_path(key: ObjectRef, subresource: str | None = None) -> str:
     return group_path(API_VERSION, key.namespace, PLUGIN_PLURAL, key.name, subresource)
 
 
@@ -96,7 +95,7 @@ class PluginService:
         self.clock = clock
         self.pods = BackendPods(kube, config, backoff, events)
 
-    async def reconcile(self, key: PluginKey) -> float | None:
+    async def reconcile(self, key: ObjectRef) -> float | None:
         """One pass; returns seconds until the next one should run (None: on events only)."""
         obj = await self.kube.get_or_none(plugin_path(key))
         if obj is None or obj["metadata"].get("deletionTimestamp"):
@@ -114,7 +113,7 @@ class PluginService:
         metrics.RECONCILES.labels("Plugin", "ok").inc()
         return result
 
-    async def _reconcile(self, key: PluginKey, obj: dict[str, Any]) -> float | None:
+    async def _reconcile(self, key: ObjectRef, obj: dict[str, Any]) -> float | None:
         now = self.clock()
         generation = int(obj["metadata"].get("generation", 1))
         status: dict[str, Any] = dict(obj.get("status") or {})
@@ -144,7 +143,7 @@ class PluginService:
         await self._set_finalizer(key, obj, present=False)
         return await self._run_pods(key, ref, obj, spec, package, now, generation)
 
-    async def _finalize(self, key: PluginKey, obj: dict[str, Any]) -> None:
+    async def _finalize(self, key: ObjectRef, obj: dict[str, Any]) -> None:
         """A deleted Sidecar-mode Plugin leaves its workload before it may go."""
         if SIDECAR_FINALIZER not in (obj["metadata"].get("finalizers") or []):
             return
@@ -153,7 +152,7 @@ class PluginService:
             await self.sidecars.reconcile_target(_parse_target(target), excluding=key.name)
         await self._set_finalizer(key, obj, present=False)
 
-    async def _set_finalizer(self, key: PluginKey, obj: Mapping[str, Any],
+    async def _set_finalizer(self, key: ObjectRef, obj: Mapping[str, Any],
                              present: bool) -> None:
         finalizers = list(obj["metadata"].get("finalizers") or [])
         if (SIDECAR_FINALIZER in finalizers) == present:
@@ -168,7 +167,7 @@ class PluginService:
             "finalizers": finalizers,
             "resourceVersion": obj["metadata"]["resourceVersion"]}})
 
-    async def _run_sidecar(self, key: PluginKey, obj: dict[str, Any], spec: PluginSpec,
+    async def _run_sidecar(self, key: ObjectRef, obj: dict[str, Any], spec: PluginSpec,
                            package: VerifiedPackage, now: datetime, generation: int) -> None:
         target = target_of(spec, key.namespace, self.config)
         if target.namespace != key.namespace:
@@ -203,7 +202,7 @@ class PluginService:
     async def _package(self, ref: PluginRef, spec: PluginSpec, status: Mapping[str, Any],
                        generation: int) -> VerifiedPackage:
         source = spec.source
-        key = PluginKey(ref.namespace, ref.name)
+        key = ObjectRef(ref.namespace, ref.name)
         if isinstance(source, ImageSource):
             recorded = str((status.get("artifact") or {}).get("sha256") or "")
             if recorded and status.get("observedGeneration") == generation:
@@ -234,7 +233,7 @@ class PluginService:
             artifact = await self.pipeline.fetch(await self._configmap_bytes(key, source))
         return await self.pipeline.verify(artifact, spec)
 
-    async def _configmap_bytes(self, key: PluginKey, source: ConfigMapSource) -> BytesInput:
+    async def _configmap_bytes(self, key: ObjectRef, source: ConfigMapSource) -> BytesInput:
         origin = f"ConfigMap {key.namespace}/{source.name} key {source.key}"
         try:
             cm = await self.kube.get(core_path(key.namespace, "configmaps", source.name))
@@ -251,7 +250,7 @@ class PluginService:
                                retryable=True)
         return BytesInput(data, source.sha256, origin)
 
-    async def _run_pods(self, key: PluginKey, ref: PluginRef, obj: dict[str, Any],
+    async def _run_pods(self, key: ObjectRef, ref: PluginRef, obj: dict[str, Any],
                         spec: PluginSpec, package: VerifiedPackage, now: datetime,
                         generation: int) -> float | None:
         status: dict[str, Any] = dict(obj.get("status") or {})
@@ -324,7 +323,7 @@ class PluginService:
         if now.get("status") == "False" and before.get("message") != now.get("message"):
             self.events.emit(obj, "Warning", now["reason"], now["message"])
 
-    async def _pending(self, key: PluginKey, obj: dict[str, Any], error: PackageError,
+    async def _pending(self, key: ObjectRef, obj: dict[str, Any], error: PackageError,
                        generation: int) -> float:
         delay = self.backoff.record_failure(f"package:{key}")
         status = dict(obj.get("status") or {})
@@ -336,14 +335,14 @@ class PluginService:
         await self._write_status(key, obj, status)
         return delay
 
-    async def _in_progress(self, key: PluginKey, obj: dict[str, Any], message: str,
+    async def _in_progress(self, key: ObjectRef, obj: dict[str, Any], message: str,
                            generation: int) -> None:
         status = dict(obj.get("status") or {})
         status.update({"phase": str(Phase.VERIFYING), "message": message,
                        "observedGeneration": generation})
         await self._write_status(key, obj, status)
 
-    async def _reject(self, key: PluginKey, obj: dict[str, Any], code: str, message: str,
+    async def _reject(self, key: ObjectRef, obj: dict[str, Any], code: str, message: str,
                       error: PackageError | None) -> None:
         now = self.clock()
         generation = int(obj["metadata"].get("generation", 1))
@@ -385,7 +384,7 @@ class PluginService:
                                          naming.peers_service_name(key.name)))
         await self._write_status(key, obj, new_status)
 
-    async def _write_status(self, key: PluginKey, obj: Mapping[str, Any],
+    async def _write_status(self, key: ObjectRef, obj: Mapping[str, Any],
                             new_status: dict[str, Any]) -> None:
         metrics.LAST_SEEN.plugin_phases[str(key)] = str(new_status.get("phase") or "")
         patch = merge_patch(obj.get("status"), new_status)

@@ -22,19 +22,19 @@ from plugin_operator.controller.artifacts import (
     artifact_routes,
     digests_in_use,
 )
-from plugin_operator.controller.attachments import AttachmentKey, AttachmentService
+from plugin_operator.controller.attachments import AttachmentService
 from plugin_operator.controller.backoff import Backoff
 from plugin_operator.controller.config import OperatorConfig
-from plugin_operator.controller.datasources import DataSourceKey, DataSourceService
+from plugin_operator.controller.datasources import DataSourceService
 from plugin_operator.controller.events import EventRecorder
 from plugin_operator.controller.images import ImageUnpacker
 from plugin_operator.controller.packages import PackagePipeline
-from plugin_operator.controller.plugins import PluginKey, PluginService
+from plugin_operator.controller.plugins import PluginService
 from plugin_operator.controller.sidecars import SidecarService, TargetKey
 from plugin_operator.controller.workqueue import WorkQueue
 from plugin_operator.kube.client import api_client
 from plugin_operator.kube.rest import KubeApi, group_path
-from plugin_operator.models.resources import API_VERSION, PLUGIN_PLURAL
+from plugin_operator.models.resources import API_VERSION, PLUGIN_PLURAL, ObjectRef
 
 log = logging.getLogger(__name__)
 K = TypeVar("K")
@@ -46,10 +46,10 @@ class Runtime:
     def __init__(self, config: OperatorConfig, kubeconfig: str | None = None) -> None:
         self.config = config
         self.kubeconfig = kubeconfig
-        self.plugins: WorkQueue[PluginKey] = WorkQueue()
-        self.datasources: WorkQueue[DataSourceKey] = WorkQueue()
+        self.plugins: WorkQueue[ObjectRef] = WorkQueue()
+        self.datasources: WorkQueue[ObjectRef] = WorkQueue()
         self.targets: WorkQueue[TargetKey] = WorkQueue()
-        self.attachments: WorkQueue[AttachmentKey] = WorkQueue()
+        self.attachments: WorkQueue[ObjectRef] = WorkQueue()
         self._tasks: list[asyncio.Task[None]] = []
         self._runners: list[web.AppRunner] = []
         self._api: KubeApi | None = None
@@ -65,7 +65,7 @@ class Runtime:
         self.events = events
         self.sidecar_service = SidecarService(kube, self.config, events,
                                               on_plugin_changed=self.plugins.add)
-        desk: UploadDesk[PluginKey] = UploadDesk(on_arrival=self.plugins.add)
+        desk: UploadDesk[ObjectRef] = UploadDesk(on_arrival=self.plugins.add)
         self.plugin_service = PluginService(
             kube, self.config, pipeline, Backoff(self.config.backoff, time.monotonic), events,
             sidecars=self.sidecar_service, on_target_changed=self.targets.add,

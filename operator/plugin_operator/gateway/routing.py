@@ -15,11 +15,10 @@ from typing import Any
 
 from plugin_operator.models import naming
 from plugin_operator.models import settings as settings_module
-from plugin_operator.models.resources import Mode, SecretKeyRef
+from plugin_operator.models.resources import Mode, ObjectRef, SecretKeyRef
 from plugin_operator.models.world import (
     DataSourceRecord,
     GatewayPod,
-    Key,
     PluginRecord,
     PodRecord,
     object_key,
@@ -57,16 +56,16 @@ class ResolvedDataSource:
     endpoints: tuple[str, ...]
 
 
-def stable_datasource_id(key: Key) -> int:
+def stable_datasource_id(key: ObjectRef) -> int:
     """Grafana's numeric datasource id for a DataSourceInstance (see models.settings)."""
     return settings_module.stable_datasource_id(key.namespace, key.name)
 
 
 def _resolve_secure(refs: Mapping[str, SecretKeyRef], namespace: str,
-                    secrets: Mapping[Key, Mapping[str, str]], where: str) -> dict[str, str]:
+                    secrets: Mapping[ObjectRef, Mapping[str, str]], where: str) -> dict[str, str]:
     values: dict[str, str] = {}
     for field_name, ref in refs.items():
-        secret = secrets.get(Key(namespace, ref.name))
+        secret = secrets.get(ObjectRef(namespace, ref.name))
         if secret is None or ref.key not in secret:
             raise RouteLookupError(503, f"{where}: secure setting {field_name!r} needs key "
                                      f"{ref.key!r} of Secret {namespace}/{ref.name}, which "
@@ -77,15 +76,15 @@ def _resolve_secure(refs: Mapping[str, SecretKeyRef], namespace: str,
 
 class RoutingTable:
     def __init__(self) -> None:
-        self.plugins: dict[Key, PluginRecord] = {}
-        self.datasources: dict[Key, DataSourceRecord] = {}
-        self.pods: dict[Key, PodRecord] = {}
-        self.secrets: dict[Key, dict[str, str]] = {}
+        self.plugins: dict[ObjectRef, PluginRecord] = {}
+        self.datasources: dict[ObjectRef, DataSourceRecord] = {}
+        self.pods: dict[ObjectRef, PodRecord] = {}
+        self.secrets: dict[ObjectRef, dict[str, str]] = {}
         self.gateway_pod = GatewayPod()
         self.generation = 0
-        self._by_uid: dict[str, set[Key]] = defaultdict(set)
-        self._pods_by_plugin: dict[Key, set[Key]] = defaultdict(set)
-        self._resolved: dict[Key, tuple[int, ResolvedDataSource]] = {}
+        self._by_uid: dict[str, set[ObjectRef]] = defaultdict(set)
+        self._pods_by_plugin: dict[ObjectRef, set[ObjectRef]] = defaultdict(set)
+        self._resolved: dict[ObjectRef, tuple[int, ResolvedDataSource]] = {}
 
     # ---- feeding ----
 
@@ -111,11 +110,11 @@ class RoutingTable:
             pod = parse_backend_pod(obj)
             if pod.plugin_name:
                 self.pods[key] = pod
-                self._pods_by_plugin[Key(key.namespace, pod.plugin_name)].add(key)
+                self._pods_by_plugin[ObjectRef(key.namespace, pod.plugin_name)].add(key)
         elif kind is Kind.SECRET:
             self.secrets[key] = parse_secret(obj)
 
-    def _remove(self, kind: Kind, key: Key) -> None:
+    def _remove(self, kind: Kind, key: ObjectRef) -> None:
         if kind is Kind.PLUGIN:
             self.plugins.pop(key, None)
         elif kind is Kind.DATASOURCE:
@@ -127,7 +126,7 @@ class RoutingTable:
         elif kind is Kind.POD:
             pod = self.pods.pop(key, None)
             if pod is not None:
-                self._pods_by_plugin[Key(key.namespace, pod.plugin_name)].discard(key)
+                self._pods_by_plugin[ObjectRef(key.namespace, pod.plugin_name)].discard(key)
         elif kind is Kind.SECRET:
             self.secrets.pop(key, None)
 
@@ -144,8 +143,8 @@ class RoutingTable:
                 problems.append(str(exc))
         return problems
 
-    def _keys(self, kind: Kind) -> list[Key]:
-        tables: dict[Kind, Mapping[Key, object]] = {
+    def _keys(self, kind: Kind) -> list[ObjectRef]:
+        tables: dict[Kind, Mapping[ObjectRef, object]] = {
             Kind.PLUGIN: self.plugins, Kind.DATASOURCE: self.datasources, Kind.POD: self.pods,
             Kind.SECRET: self.secrets}
         return list(tables.get(kind, {}))
@@ -187,7 +186,7 @@ class RoutingTable:
         return resolved
 
     def _resolve(self, record: DataSourceRecord) -> ResolvedDataSource:
-        plugin = self.plugins.get(Key(record.key.namespace, record.spec.plugin_name))
+        plugin = self.plugins.get(ObjectRef(record.key.namespace, record.spec.plugin_name))
         if plugin is None:
             raise RouteLookupError(503, f"DataSourceInstance {record.key} refers to Plugin "
                                      f"{record.spec.plugin_name!r}, which does not exist in "

@@ -18,6 +18,7 @@ from typing import Any
 from plugin_operator.models import naming
 from plugin_operator.models.resources import (
     DataSourceSpec,
+    ObjectRef,
     PluginSpec,
     SpecError,
     parse_datasource_spec,
@@ -29,18 +30,9 @@ class ObjectError(ValueError):
     """An object the gateway cannot use; the message says which one and why."""
 
 
-@dataclass(frozen=True)
-class Key:
-    namespace: str
-    name: str
-
-    def __str__(self) -> str:
-        return f"{self.namespace}/{self.name}"
-
-
-def object_key(obj: Mapping[str, Any]) -> Key:
+def object_key(obj: Mapping[str, Any]) -> ObjectRef:
     meta = obj.get("metadata") or {}
-    return Key(str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+    return ObjectRef(str(meta.get("namespace") or ""), str(meta.get("name") or ""))
 
 
 @dataclass(frozen=True)
@@ -67,7 +59,7 @@ class PluginFacts:
 
 @dataclass(frozen=True)
 class PluginRecord:
-    key: Key
+    key: ObjectRef
     spec: PluginSpec
     phase: str
     facts: PluginFacts
@@ -76,7 +68,7 @@ class PluginRecord:
 
 @dataclass(frozen=True)
 class DataSourceRecord:
-    key: Key
+    key: ObjectRef
     spec: DataSourceSpec
     settings_version: int
     plugin_id: str
@@ -84,7 +76,7 @@ class DataSourceRecord:
 
 @dataclass(frozen=True)
 class PodRecord:
-    key: Key
+    key: ObjectRef
     plugin_name: str
     ip: str
     ready: bool

@@ -11,8 +11,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from plugin_operator.gateway.artifact_mirror import ArtifactMirror, MirroredAssetStore
 from plugin_operator.gateway.routing import RoutingTable
-from plugin_operator.models.resources import parse_plugin_spec
-from plugin_operator.models.world import Key, PluginFacts, PluginRecord
+from plugin_operator.models.resources import ObjectRef, parse_plugin_spec
+from plugin_operator.models.world import PluginFacts, PluginRecord
 from tests.unit.package.conftest import PLUGIN_JSON, zip_bytes
 
 SPEC = parse_plugin_spec({"pluginId": "acme-test-datasource", "version": "1.0.0",
@@ -34,7 +34,8 @@ def _plugin(table: RoutingTable, name: str, digest: str, size: int, phase: str =
             url: bool = True) -> None:
     facts = PluginFacts(artifact_sha256=digest, artifact_size=size,
                         artifact_url=f"http://operator:8081/artifacts/{digest}" if url else "")
-    table.plugins[Key("plugins", name)] = PluginRecord(Key("plugins", name), SPEC, phase, facts)
+    key = ObjectRef("plugins", name)
+    table.plugins[key] = PluginRecord(key, SPEC, phase, facts)
 
 
 def test_keeps_exactly_what_verified_plugins_use(tmp_path: Path) -> None:
@@ -104,6 +105,6 @@ async def test_frontends_come_from_the_mirror_while_the_operator_is_down(
     mirror.sync_once()
     (tmp_path / "operator" / "artifacts" / digest).unlink()  # the operator restarted, empty
     assets = MirroredAssetStore(tmp_path / "assets", mirror)
-    plugin = table.plugins[Key("plugins", "p")]
+    plugin = table.plugins[ObjectRef("plugins", "p")]
     asset = await assets.asset(plugin, "module.js")
     assert asset.path.read_bytes() == b"export {}"

@@ -18,8 +18,8 @@ from plugin_operator.gateway.errors import GatewayError
 from plugin_operator.gateway.query import QueryResult, encode_results, failed_results
 from plugin_operator.gateway.routing import Kind, RoutingTable, stable_datasource_id
 from plugin_operator.gateway.server import Gateway, GatewayConfig
+from plugin_operator.models.resources import ObjectRef
 from plugin_operator.models.settings import DEFAULT_GRAFANA_VERSION
-from plugin_operator.models.world import Key
 from tests.support.gateway_launcher import datasource_object, plugin_object, secret_object
 
 SECRET = "s3cret-value-never-shown"
@@ -76,7 +76,7 @@ async def call(client: TestClient[Any, Any], method: str, path: str,
 async def test_datasources_in_grafanas_shapes_without_secret_values(
         client: tuple[Gateway, TestClient[Any, Any]]) -> None:
     _, c = client
-    ds_id = stable_datasource_id(Key("default", "ds"))
+    ds_id = stable_datasource_id(ObjectRef("default", "ds"))
     status, listed, raw_list = await call(c, "GET", "/api/datasources")
     assert status == 200
     assert [d["uid"] for d in listed] == ["uid-1"]  # hidden and team-b are not readable

@@ -20,8 +20,8 @@ from plugin_operator.gateway import access
 from plugin_operator.gateway.access import Identity, Permission
 from plugin_operator.gateway.errors import GatewayError
 from plugin_operator.gateway.routing import stable_datasource_id
-from plugin_operator.models.resources import DATASOURCE_PLURAL, GROUP
-from plugin_operator.models.world import DataSourceRecord, Key, PluginRecord
+from plugin_operator.models.resources import DATASOURCE_PLURAL, GROUP, ObjectRef
+from plugin_operator.models.world import DataSourceRecord, PluginRecord
 
 if TYPE_CHECKING:
     from plugin_operator.gateway.server import Gateway
@@ -142,7 +142,7 @@ class Registry:
         return self.gateway.config.context.org_id
 
     def _plugin_of(self, record: DataSourceRecord) -> PluginRecord | None:
-        return self.gateway.table.plugins.get(Key(record.key.namespace,
+        return self.gateway.table.plugins.get(ObjectRef(record.key.namespace,
                                                   record.spec.plugin_name))
 
     def _type(self, record: DataSourceRecord) -> str:
