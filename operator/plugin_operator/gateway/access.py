@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+from plugin_operator.kube.reviews import Identity
 from plugin_operator.models.resources import DATASOURCE_PLURAL, GROUP, PLUGIN_PLURAL
 
 from .errors import forbidden, unauthorized
@@ -22,18 +23,6 @@ K = TypeVar("K")
 V = TypeVar("V")
 
 QUERY_VERB = "query"
-
-
-@dataclass(frozen=True)
-class Identity:
-    username: str
-    uid: str = ""
-    groups: tuple[str, ...] = ()
-    extra: tuple[tuple[str, tuple[str, ...]], ...] = ()
-
-    @property
-    def anonymous(self) -> bool:
-        return not self.username
 
 
 ANONYMOUS = Identity("")

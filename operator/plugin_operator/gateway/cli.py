@@ -15,9 +15,10 @@ from typing import Any
 
 from aiohttp import web
 
+from plugin_operator.kube.reviews import Identity
 from plugin_operator.models.settings import DEFAULT_GRAFANA_VERSION
 
-from .access import Gatekeeper, Identity, Permission
+from .access import Gatekeeper, Permission
 from .context import DEFAULT_GRAFANA_CONFIG, ContextDefaults
 from .limits import Limits
 from .routing import RoutingTable
@@ -200,15 +201,11 @@ def _gatekeeper(api: Any, args: argparse.Namespace) -> Gatekeeper:
     from plugin_operator.kube import reviews
 
     async def review_token(token: str) -> Identity | None:
-        user = await reviews.review_token(api, token)
-        return None if user is None else Identity(user.username, user.uid, user.groups,
-                                                   user.extra)
+        return await reviews.review_token(api, token)
 
     async def review_access(identity: Identity, permission: Permission) -> bool:
-        user = reviews.ReviewedUser(identity.username, identity.uid, identity.groups,
-                                    identity.extra)
         return await reviews.review_access(
-            api, user, verb=permission.verb, group=permission.group,
+            api, identity, verb=permission.verb, group=permission.group,
             resource=permission.resource, namespace=permission.namespace,
             name=permission.name, subresource=permission.subresource)
 

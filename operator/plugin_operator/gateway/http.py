@@ -8,7 +8,8 @@ from typing import Any
 
 from aiohttp import web
 
-from .access import Identity
+from plugin_operator.kube.reviews import Identity
+
 from .errors import GatewayError
 from .routing import RouteLookupError
 

@@ -18,11 +18,12 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from plugin_operator import __version__
+from plugin_operator.kube.reviews import Identity
 from plugin_operator.models.world import PluginRecord
 from plugin_operator.protocol.models import PluginContext
 
 from . import access, context, openapi
-from .access import Gatekeeper, Identity, Permission
+from .access import Gatekeeper, Permission
 from .assets import AssetStore
 from .balancer import LoadTracker
 from .bodies import HELD, BodyBudget, read_body, refuse_declared

@@ -9,15 +9,22 @@ from plugin_operator.kube.rest import KubeApi
 
 
 @dataclass(frozen=True)
-class ReviewedUser:
+class Identity:
+    """A Kubernetes user as a TokenReview names it and a SubjectAccessReview asks about it;
+    the empty username is nobody (an anonymous caller)."""
+
     username: str
-    uid: str
-    groups: tuple[str, ...]
-    extra: tuple[tuple[str, tuple[str, ...]], ...]
+    uid: str = ""
+    groups: tuple[str, ...] = ()
+    extra: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    @property
+    def anonymous(self) -> bool:
+        return not self.username
 
 
 async def review_token(api: KubeApi, token: str,
-                       audiences: Sequence[str] = ()) -> ReviewedUser | None:
+                       audiences: Sequence[str] = ()) -> Identity | None:
     """The user a bearer token belongs to, or None when the apiserver rejects it."""
     spec: dict[str, object] = {"token": token}
     if audiences:
@@ -31,11 +38,11 @@ async def review_token(api: KubeApi, token: str,
     user = status.get("user") or {}
     extra = tuple(sorted((str(k), tuple(str(v) for v in values))
                          for k, values in (user.get("extra") or {}).items()))
-    return ReviewedUser(str(user.get("username", "")), str(user.get("uid", "")),
+    return Identity(str(user.get("username", "")), str(user.get("uid", "")),
                         tuple(str(g) for g in user.get("groups") or ()), extra)
 
 
-async def review_access(api: KubeApi, user: ReviewedUser, *, verb: str, group: str,
+async def review_access(api: KubeApi, user: Identity, *, verb: str, group: str,
                         resource: str, namespace: str, name: str = "",
                         subresource: str = "") -> bool:
     """Whether RBAC (or whichever authorizer the cluster runs) allows the request."""

@@ -13,10 +13,11 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from plugin_operator.gateway.access import Gatekeeper, Identity, Permission
+from plugin_operator.gateway.access import Gatekeeper, Permission
 from plugin_operator.gateway.limits import Limits
 from plugin_operator.gateway.routing import Kind, RoutingTable
 from plugin_operator.gateway.server import Gateway, GatewayConfig
+from plugin_operator.kube.reviews import Identity
 from tests.support.gateway_launcher import datasource_object, plugin_object
 from tests.support.wait import eventually_async
 

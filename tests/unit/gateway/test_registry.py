@@ -13,11 +13,12 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from plugin_operator.gateway import context
-from plugin_operator.gateway.access import Gatekeeper, Identity, Permission
+from plugin_operator.gateway.access import Gatekeeper, Permission
 from plugin_operator.gateway.errors import GatewayError
 from plugin_operator.gateway.query import QueryResult, encode_results, failed_results
 from plugin_operator.gateway.routing import Kind, RoutingTable, stable_datasource_id
 from plugin_operator.gateway.server import Gateway, GatewayConfig
+from plugin_operator.kube.reviews import Identity
 from plugin_operator.models.resources import ObjectRef
 from plugin_operator.models.settings import DEFAULT_GRAFANA_VERSION
 from tests.support.gateway_launcher import datasource_object, plugin_object, secret_object

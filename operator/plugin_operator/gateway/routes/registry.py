@@ -17,9 +17,10 @@ from aiohttp import web
 
 from plugin_operator import __version__
 from plugin_operator.gateway import access
-from plugin_operator.gateway.access import Identity, Permission
+from plugin_operator.gateway.access import Permission
 from plugin_operator.gateway.errors import GatewayError
 from plugin_operator.gateway.routing import stable_datasource_id
+from plugin_operator.kube.reviews import Identity
 from plugin_operator.models.resources import DATASOURCE_PLURAL, GROUP, ObjectRef
 from plugin_operator.models.world import DataSourceRecord, PluginRecord
 

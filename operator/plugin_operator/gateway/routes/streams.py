@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from plugin_operator.gateway import context
-from plugin_operator.gateway.access import Identity
 from plugin_operator.gateway.errors import GatewayError, from_plugin_error, utf8_text
 from plugin_operator.gateway.http import IDENTITY, lookup
 from plugin_operator.gateway.streams import StreamTarget
 from plugin_operator.gateway.timerange import shown
+from plugin_operator.kube.reviews import Identity
 from plugin_operator.protocol.errors import PluginError
 from plugin_operator.protocol.models import StreamRequest, StreamStatus
 
