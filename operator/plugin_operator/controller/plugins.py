@@ -27,9 +27,7 @@ from plugin_operator.controller.packages import (
     UrlInput,
     VerifiedPackage,
 )
-from plugin_operator.controller.podspec import (
-    PluginRef,
-)
+from plugin_operator.controller.podspec import PluginRef
 from plugin_operator.controller.sidecars import SidecarService, TargetKey, target_of
 from plugin_operator.controller.status import (
     Phase,
@@ -64,9 +62,6 @@ NOT_READY_RECHECK_SECONDS = 60.0
 IN_PROGRESS_RECHECK_SECONDS = 30.0
 SIDECAR_FINALIZER = "plugin-operator.dev/sidecar-cleanup"
 SIGNATURE_CODES = {"signatureMissing", "signatureInvalid", "signatureModified"}
-
-
-# Work-queue keys are plain object references: namespace and name.
 
 
 def _parse_target(text: str) -> TargetKey:
