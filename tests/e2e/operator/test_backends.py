@@ -57,7 +57,7 @@ def test_python_and_go_samples_run_as_ready_pods(
         assert status["plugin"]["executable"] == executable
         conditions = {c["type"]: c["status"] for c in status["conditions"]}
         assert conditions == {"SignatureValid": "True", "Registered": "True",
-                              "BackendReady": "True"}
+                              "GrafanaCompatible": "True", "BackendReady": "True"}
         (pod,) = plugins.pods(name)
         assert _ready(pod), f"Plugin {name} is Running but its pod is not Ready"
         assert pod["spec"]["automountServiceAccountToken"] is False

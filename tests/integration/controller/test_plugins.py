@@ -43,8 +43,9 @@ def test_verified_plugin_gets_pods_service_and_status(
                                 "backend": True, "executable": "gpx_testdata_python_linux_amd64",
                                 "streaming": True, "alerting": True}
     conditions = {c["type"]: c["status"] for c in status["conditions"]}
+    # The sample asks for Grafana >=10.0.0; plugins run as the configured 12.3.0.
     assert conditions == {"SignatureValid": "True", "Registered": "True",
-                          "BackendReady": "False"}
+                          "GrafanaCompatible": "True", "BackendReady": "False"}
 
     pod = operator.pods("testdata")[0]
     plugin_uid = operator.get("plugin", "testdata")["metadata"]["uid"]
