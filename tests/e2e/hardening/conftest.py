@@ -32,7 +32,7 @@ from tests.e2e.gateway.conftest import (
     _datasource,
     _secret,
 )
-from tests.e2e.install import Release, install_release
+from tests.e2e.install import Release
 from tests.e2e.kube import SLEEP_FOREVER, Cluster, restricted_pod
 from tests.e2e.operator.conftest import (  # noqa: F401 - fixtures used by this suite
     TESTDATA_ID,
@@ -44,6 +44,7 @@ from tests.e2e.operator.conftest import (  # noqa: F401 - fixtures used by this 
     plugin_manifest,
     sha256_of,
     signed_archives,
+    signed_release,
 )
 
 PLUGIN = "py"
@@ -73,16 +74,9 @@ def plugin_namespace(cluster: Cluster) -> Iterator[str]:
 def release(cluster: Cluster, helm_binary: Path, plugin_namespace: str,  # noqa: F811
             signed_archives: SignedArchives,  # noqa: F811
             tmp_path_factory: pytest.TempPathFactory) -> Iterator[Release]:
-    installed = install_release(
-        cluster, helm_binary, tmp_path_factory.mktemp("helm-hardening"),
-        plugin_namespaces=[plugin_namespace],
-        trusted_keys={"e2e-signer.asc": signed_archives.public_key.read_text()},
-        allow_unsigned=[TESTDATA_ID], prefix="hd-e2e",
-        values={"operator": {"backoff": {"initial": "1s", "max": "10s", "resetAfter": "1m"}}})
-    try:
+    with signed_release(cluster, helm_binary, tmp_path_factory.mktemp("helm-hardening"),
+                        plugin_namespace, signed_archives, prefix="hd-e2e") as installed:
         yield installed
-    finally:
-        installed.uninstall()
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ our image inside the namespace, and its Plugin names it with a pinned sha256.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import shutil
@@ -106,23 +107,36 @@ def plugin_namespace(cluster: Cluster) -> Iterator[str]:
         yield name
 
 
-@pytest.fixture(scope="session")
-def release(cluster: Cluster, helm_binary: Path, plugin_namespace: str,
-            signed_archives: SignedArchives,
-            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Release]:
+# Quick replacement of failed pods keeps the suites short; the defaults are tested in the
+# operator's integration tests.
+QUICK_BACKOFF = {"initial": "1s", "max": "10s", "resetAfter": "1m"}
+
+
+@contextlib.contextmanager
+def signed_release(cluster: Cluster, helm: Path, workdir: Path, plugin_namespace: str,
+                   archives: SignedArchives, *, prefix: str = "po-e2e",
+                   operator_values: dict[str, Any] | None = None) -> Iterator[Release]:
+    """A release watching ``plugin_namespace`` that trusts the test signer and lets the
+    unsigned Python sample run; uninstalled after the ``with`` block."""
     installed = install_release(
-        cluster, helm_binary, tmp_path_factory.mktemp("helm"),
-        plugin_namespaces=[plugin_namespace],
-        trusted_keys={"e2e-signer.asc": signed_archives.public_key.read_text()},
-        allow_unsigned=[TESTDATA_ID],
-        # Quick replacement of failed pods keeps the suite short; the defaults are tested
-        # in the operator's integration tests.
-        values={"operator": {"backoff": {"initial": "1s", "max": "10s", "resetAfter": "1m"},
-                             "healthCheckTimeout": "5s"}})
+        cluster, helm, workdir, plugin_namespaces=[plugin_namespace],
+        trusted_keys={"e2e-signer.asc": archives.public_key.read_text()},
+        allow_unsigned=[TESTDATA_ID], prefix=prefix,
+        values={"operator": {"backoff": QUICK_BACKOFF, **(operator_values or {})}})
     try:
         yield installed
     finally:
         installed.uninstall()
+
+
+@pytest.fixture(scope="session")
+def release(cluster: Cluster, helm_binary: Path, plugin_namespace: str,
+            signed_archives: SignedArchives,
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Release]:
+    with signed_release(cluster, helm_binary, tmp_path_factory.mktemp("helm"),
+                        plugin_namespace, signed_archives,
+                        operator_values={"healthCheckTimeout": "5s"}) as installed:
+        yield installed
 
 
 @pytest.fixture(scope="session")
