@@ -28,6 +28,9 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from aiohttp import web
+from prometheus_client import Gauge
+
+from plugin_operator.models.status import Phase, PluginStatus
 
 _SHA256 = re.compile(r"^[a-f0-9]{64}$")
 Owner = TypeVar("Owner")
@@ -36,6 +39,15 @@ log = logging.getLogger(__name__)
 # or a Plugin's status may not name it yet), unless the cache is over its bound.
 UNUSED_GRACE_SECONDS = 600.0
 COLLECT_INTERVAL_SECONDS = 60.0
+
+# What the last collection found (the operator has one store); alerts compare the bytes in
+# use, which no eviction can free, with the bound.
+CACHE_BYTES = Gauge("plugin_operator_artifact_cache_bytes",
+                    "Bytes of archives in the artifact cache after its last collection.")
+CACHE_IN_USE_BYTES = Gauge("plugin_operator_artifact_cache_in_use_bytes",
+                           "Of those, the bytes of archives that Plugins use (never evicted).")
+CACHE_MAX_BYTES = Gauge("plugin_operator_artifact_cache_max_bytes",
+                        "The bound beyond which unused archives are evicted (0: none).")
 
 
 class ArtifactStore:
@@ -47,6 +59,7 @@ class ArtifactStore:
         self.archives.mkdir(parents=True, exist_ok=True)
         self.max_bytes = max_bytes
         self.clock = clock
+        CACHE_MAX_BYTES.set(max_bytes)
         # Digests verified for some Plugin since this process started: the only ones served.
         # (A persistent cache's archives are served again once a reconcile re-verifies them.)
         self._servable: set[str] = set()
@@ -95,6 +108,8 @@ class ArtifactStore:
                 self.remove(digest)
                 total -= size
                 evicted.append(digest)
+        CACHE_BYTES.set(total)
+        CACHE_IN_USE_BYTES.set(sum(size for _, digest, size in entries if digest in in_use))
         if self.max_bytes and total > self.max_bytes:
             log.warning("the archives Plugins use take %d bytes, more than the artifact cache's "
                         "bound of %d; raise operator.artifactCache.maxBytes", total,
@@ -197,10 +212,10 @@ def digests_in_use(plugins: Iterable[Mapping[str, Any]]) -> set[str]:
     except for rejected Plugins (nothing runs for them)."""
     used: set[str] = set()
     for plugin in plugins:
-        status = plugin.get("status") or {}
-        if status.get("phase") == "Rejected":
+        status = PluginStatus.parse(plugin.get("status"))
+        if status.phase is Phase.REJECTED:
             continue
-        recorded = str((status.get("artifact") or {}).get("sha256") or "").lower()
+        recorded = (status.artifact.sha256 if status.artifact else "").lower()
         pinned = str(((plugin.get("spec") or {}).get("source") or {}).get("sha256") or "")
         pinned = pinned.strip().lower().removeprefix("sha256:")
         used.update(d for d in (recorded, pinned) if _SHA256.match(d))

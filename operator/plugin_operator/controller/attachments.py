@@ -13,7 +13,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,8 +22,6 @@ from plugin_operator.controller.config import OperatorConfig
 from plugin_operator.controller.events import EventRecorder
 from plugin_operator.controller.podspec import Artifact
 from plugin_operator.controller.sidecars import TargetKey, target_of
-from plugin_operator.controller.status import condition
-from plugin_operator.controller.status_patch import merge_patch
 from plugin_operator.kube.rest import ApiError, KubeApi, NotFoundError, core_path, group_path
 from plugin_operator.models import naming
 from plugin_operator.models.attachment import (
@@ -42,12 +40,17 @@ from plugin_operator.models.resources import (
     parse_datasource_spec,
     parse_plugin_spec,
 )
+from plugin_operator.models.status import (
+    AttachmentEntry,
+    AttachmentStatus,
+    PluginStatus,
+    transition,
+)
 
 log = logging.getLogger(__name__)
 ROLLING_RECHECK_SECONDS = 3.0
 RESYNC_SECONDS = 300.0
 MISSING_RECHECK_SECONDS = 30.0
-_UNVERIFIED_PHASES = (None, "Pending", "Verifying", "Rejected")
 
 
 @dataclass(frozen=True)
@@ -87,8 +90,7 @@ class AttachmentService:
         try:
             spec = parse_attachment_spec(obj.get("spec") or {})
         except SpecError as exc:
-            await self._write_status(key, obj, {"workload": "", "plugins": [],
-                                                "summary": "invalid spec"},
+            await self._write_status(key, obj, AttachmentStatus(summary="invalid spec"),
                                      False, "SpecInvalid", f"{exc}; fix the spec")
             return None
         return await self._attach(key, obj, spec)
@@ -99,16 +101,16 @@ class AttachmentService:
         target = TargetKey(key.namespace, spec.workload.kind, spec.workload.name)
         workload = await self.kube.get_or_none(target.path())
         if workload is None:
-            await self._write_status(key, obj, {"workload": str(target), "plugins": [],
-                                                "summary": "workload missing"},
+            await self._write_status(key, obj, AttachmentStatus(workload=str(target),
+                                                                summary="workload missing"),
                                      False, "WorkloadMissing",
                                      f"{target} does not exist; create it or fix "
                                      "spec.workloadRef")
             return MISSING_RECHECK_SECONDS
         container = spec.container or plan.first_container(workload)
         if container is None or container not in plan.container_names(workload):
-            await self._write_status(key, obj, {"workload": str(target), "plugins": [],
-                                                "summary": "container missing"},
+            await self._write_status(key, obj, AttachmentStatus(workload=str(target),
+                                                                summary="container missing"),
                                      False, "ContainerMissing",
                                      f"{target} has no container {container!r}; set "
                                      "spec.container to the Grafana server's container")
@@ -133,8 +135,8 @@ class AttachmentService:
         except ApiError as exc:
             if exc.status != 403:
                 raise
-            await self._write_status(key, obj, {"workload": str(target), "plugins": [],
-                                                "summary": "not allowed"},
+            await self._write_status(key, obj, AttachmentStatus(workload=str(target),
+                                                                summary="not allowed"),
                                      False, "WorkloadNotAllowed",
                                      f"the operator may not change {target}: add "
                                      f"{target.name!r} to the chart's operator.workloadNames")
@@ -157,13 +159,12 @@ class AttachmentService:
             spec = parse_plugin_spec(obj.get("spec") or {})
         except SpecError as exc:
             return Listed(name, None, f"Plugin {name!r} has an invalid spec: {exc}")
-        status = obj.get("status") or {}
-        artifact = status.get("artifact") or {}
-        verified = (status.get("observedGeneration") == obj["metadata"].get("generation") and
-                    status.get("phase") not in _UNVERIFIED_PHASES and artifact.get("sha256"))
-        if not verified:
+        status = PluginStatus.parse(obj.get("status"))
+        artifact = status.artifact
+        if not status.verified_for(int(obj["metadata"].get("generation", 1))) or \
+                artifact is None:
             return Listed(name, None, f"waiting for Plugin {name!r} to be verified (phase "
-                                      f"{status.get('phase') or 'Pending'})", spec.plugin_id)
+                                      f"{status.phase or 'Pending'})", spec.plugin_id)
         if spec.mode is Mode.SIDECAR:
             runs_in = target_of(spec, namespace, self.config)
             if runs_in != target:
@@ -183,7 +184,7 @@ class AttachmentService:
             address = plan.pod_mode_address(name, namespace)
         return Listed(name, plan.AttachedPlugin(
             name=name, plugin_id=spec.plugin_id, version=spec.version,
-            artifact=Artifact(artifact["sha256"], int(artifact.get("size", 0))),
+            artifact=Artifact(artifact.sha256, artifact.size),
             mode=spec.mode, address=address), "", spec.plugin_id)
 
     async def _datasources(self, namespace: str, spec: AttachmentSpec,
@@ -241,47 +242,47 @@ class AttachmentService:
             "metadata") or {}).get("annotations") or {}
         carried = plan.carried_plugins(annotations)
         finished = plan.rollout_finished(workload)
-        entries, current_count = [], 0
+        entries: list[AttachmentEntry] = []
+        current_count = 0
         for item in listed:
-            entry: dict[str, Any] = {"name": item.name, "pluginId": item.plugin_id,
-                                     "attached": False, "current": False,
-                                     "message": item.message}
             plugin = item.plugin
-            if plugin is not None:
-                carries = carried.get(plugin.plugin_id) == plugin.artifact.sha256[:16]
-                current = carries and finished
-                current_count += current
-                entry.update({"version": plugin.version, "sha256": plugin.artifact.sha256,
-                              "mode": str(plugin.mode), "address": plugin.address,
-                              "attached": carries, "current": current,
-                              "message": "" if current else
-                              f"rolling out {target} with version {plugin.version}"})
-            entries.append(entry)
+            if plugin is None:
+                entries.append(AttachmentEntry(item.name, item.plugin_id, message=item.message))
+                continue
+            carries = carried.get(plugin.plugin_id) == plugin.artifact.sha256[:16]
+            current = carries and finished
+            current_count += current
+            entries.append(AttachmentEntry(
+                item.name, item.plugin_id, attached=carries, current=current,
+                message="" if current else f"rolling out {target} with version "
+                                           f"{plugin.version}",
+                version=plugin.version, sha256=plugin.artifact.sha256, mode=str(plugin.mode),
+                address=plugin.address))
         ready = current_count == len(listed)
         message = (f"{current_count} of {len(listed)} plugins attached and current in "
                    f"{target}")
         if ds_messages:
             message += "; " + "; ".join(ds_messages)
-        fields = {"workload": str(target), "plugins": entries,
-                  "summary": f"{current_count}/{len(listed)}",
-                  "datasources": [d.spec.uid for d in datasources]}
+        fields = AttachmentStatus(workload=str(target), plugins=tuple(entries),
+                                  summary=f"{current_count}/{len(listed)}",
+                                  datasources=tuple(d.spec.uid for d in datasources))
         await self._write_status(key, obj, fields, ready and not ds_messages,
                                  "Attached" if ready else "Attaching", message)
         return RESYNC_SECONDS if ready else ROLLING_RECHECK_SECONDS
 
     async def _write_status(self, key: ObjectRef, obj: Mapping[str, Any],
-                            fields: dict[str, Any], ready: bool, reason: str,
+                            fields: AttachmentStatus, ready: bool, reason: str,
                             message: str) -> None:
-        previous = dict(obj.get("status") or {})
+        """``fields`` with the Ready condition and the generation they describe."""
+        previous = AttachmentStatus.parse(obj.get("status"))
         generation = int(obj["metadata"].get("generation", 1))
-        status = {"observedGeneration": generation, "workload": "", "summary": "",
-                  "plugins": [], "datasources": [], **fields,
-                  "conditions": [condition(previous.get("conditions") or [], "Ready", ready,
-                                           reason, message, generation, self.clock())]}
-        patch = merge_patch(previous, status)
+        status = replace(fields, observed_generation=generation, conditions=(
+            transition(previous.conditions, "Ready", ready, reason, message, generation,
+                       self.clock()),))
+        patch = status.patch(obj.get("status"))
         if patch is None:
             return
-        if previous.get("conditions") != status["conditions"] and not ready and \
+        if previous.conditions != status.conditions and not ready and \
                 reason not in ("Attaching",):
             self.events.emit(obj, "Warning", reason, message)
         try:

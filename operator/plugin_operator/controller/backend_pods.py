@@ -26,10 +26,11 @@ from plugin_operator.controller.podspec import (
     backend_service,
     spec_hash,
 )
-from plugin_operator.controller.status import Failure, Phase, backend_phase, latest_failure
+from plugin_operator.controller.status import Failure, backend_phase, latest_failure
 from plugin_operator.kube.rest import ConflictError, KubeApi, NotFoundError, core_path
 from plugin_operator.models import naming
 from plugin_operator.models.resources import ObjectRef, PluginSpec
+from plugin_operator.models.status import Phase, PluginStatus
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ class BackendPods:
         pods = [observe_pod(p) for p in await self.list(key)]
         plan = plan_pods(spec.replicas, wanted_hash, pods, now,
                          self.backoff.remaining(str(key)))
-        restarts = int((obj.get("status") or {}).get("restarts") or 0)
+        restarts = PluginStatus.parse(obj.get("status")).restarts or 0
         for deletion in plan.delete:
             if deletion.reason is DeleteReason.FAILED:
                 restarts += 1

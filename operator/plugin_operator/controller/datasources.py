@@ -10,7 +10,7 @@ import base64
 import json
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,8 +20,6 @@ from plugin_operator.controller.endpoints import ready_endpoints
 from plugin_operator.controller.events import EventRecorder
 from plugin_operator.controller.health_hints import network_hint
 from plugin_operator.controller.planner import parse_time
-from plugin_operator.controller.status import condition, timestamp
-from plugin_operator.controller.status_patch import merge_patch
 from plugin_operator.kube.rest import KubeApi, NotFoundError, core_path, group_path
 from plugin_operator.models.resources import (
     API_VERSION,
@@ -33,6 +31,13 @@ from plugin_operator.models.resources import (
     parse_datasource_spec,
 )
 from plugin_operator.models.settings import datasource_instance_settings, settings_digest
+from plugin_operator.models.status import (
+    DataSourceStatus,
+    Health,
+    PluginStatus,
+    timestamp,
+    transition,
+)
 from plugin_operator.protocol.client import PluginClient
 from plugin_operator.protocol.errors import PluginError
 from plugin_operator.protocol.models import CheckHealthRequest, HealthStatus, PluginContext
@@ -43,17 +48,8 @@ log = logging.getLogger(__name__)
 NO_BACKEND_RECHECK_SECONDS = 60.0
 
 
-
-
 class SecretMissingError(Exception):
     pass
-
-
-@dataclass(frozen=True)
-class Health:
-    status: str
-    message: str
-    details: dict[str, Any] | None = None
 
 
 class DataSourceService:
@@ -84,8 +80,8 @@ class DataSourceService:
     async def _reconcile(self, key: ObjectRef, obj: dict[str, Any]) -> float | None:
         now = self.clock()
         generation = int(obj["metadata"].get("generation", 1))
-        status: dict[str, Any] = dict(obj.get("status") or {})
-        previous = status.get("conditions") or []
+        status = DataSourceStatus.parse(obj.get("status"))
+        previous = status.conditions
         try:
             spec = parse_datasource_spec(obj.get("spec") or {}, key.name)
         except SpecError as exc:
@@ -97,8 +93,8 @@ class DataSourceService:
                 key, obj, "PluginNotFound",
                 f"Plugin {spec.plugin_name!r} does not exist in namespace {key.namespace!r}; "
                 "create it or fix spec.pluginRef.name", plugin_ready=False)
-        plugin_status = plugin.get("status") or {}
-        plugin_type = (plugin_status.get("plugin") or {}).get("type")
+        plugin_status = PluginStatus.parse(plugin.get("status"))
+        plugin_type = plugin_status.plugin.type if plugin_status.plugin else ""
         plugin_id = str((plugin.get("spec") or {}).get("pluginId", ""))
         if plugin_type and plugin_type != "datasource":
             return await self._unhealthy(
@@ -111,34 +107,31 @@ class DataSourceService:
             return await self._unhealthy(key, obj, "SecretNotFound", str(exc),
                                          plugin_ready=None)
         digest = settings_digest(obj.get("spec") or {}, secure)
-        version = int(status.get("settingsVersion") or 0)
-        changed = digest != status.get("settingsHash")
+        version = status.settings_version or 0
+        changed = digest != status.settings_hash
         if changed:
             # lastUpdatedMS must move forward, even if two changes land in one millisecond.
             version = max(int(now.timestamp() * 1000), version + 1)
         endpoints = await ready_endpoints(self.kube, self.config, key.namespace,
                                           spec.plugin_name, plugin)
-        new_status: dict[str, Any] = {
-            "observedGeneration": generation, "pluginId": plugin_id,
-            "settingsVersion": version, "settingsHash": digest,
-            "health": status.get("health"),
-        }
+        settled = DataSourceStatus(observed_generation=generation, plugin_id=plugin_id,
+                                   settings_version=version, settings_hash=digest)
         if not endpoints:
             message = (f"Plugin {spec.plugin_name!r} has no ready backend "
-                       f"(phase {plugin_status.get('phase', 'Pending')})")
-            new_status["health"] = {"status": "UNKNOWN", "message": message,
-                                    "checkedAt": timestamp(now)}
-            new_status["conditions"] = [
-                condition(previous, "PluginReady", False, "NoReadyBackend", message,
-                          generation, now),
-                condition(previous, "Healthy", None, "NoReadyBackend", message, generation,
-                          now)]
-            await self._write(key, obj, new_status)
+                       f"(phase {plugin_status.phase or 'Pending'})")
+            await self._write(key, obj, replace(
+                settled, health=Health("UNKNOWN", message, timestamp(now)),
+                conditions=(
+                    transition(previous, "PluginReady", False, "NoReadyBackend", message,
+                               generation, now),
+                    transition(previous, "Healthy", None, "NoReadyBackend", message,
+                               generation, now))))
             return NO_BACKEND_RECHECK_SECONDS
         interval = spec.health_check.interval_seconds
-        last = parse_time((status.get("health") or {}).get("checkedAt"))
-        stale_state = (status.get("health") or {}).get("status") in (None, "UNKNOWN")
-        due = (changed or generation != status.get("observedGeneration") or stale_state
+        health = status.health
+        last = parse_time(health.checked_at if health else None)
+        due = (changed or generation != status.observed_generation
+               or health is None or health.status == "UNKNOWN"
                or last is None or (now - last).total_seconds() >= interval)
         if spec.health_check.enabled and due:
             settings = datasource_instance_settings(key.namespace, key.name, spec, secure,
@@ -147,41 +140,40 @@ class DataSourceService:
                                     datasource_instance_settings=settings,
                                     plugin_version=str((plugin.get("spec") or {})
                                                        .get("version", "")))
-            health = await self._check(endpoints, context)
-            old_message = (status.get("health") or {}).get("message")
-            metrics.HEALTH_CHECKS.labels(health.status).inc()
-            old = (status.get("health") or {}).get("status")
-            hint = network_hint(health.message) if health.status != "OK" else None
-            if old != health.status or (hint and old_message != health.message):
-                self.events.emit(obj, "Normal" if health.status == "OK" else "Warning",
-                                 "Healthy" if health.status == "OK" else
-                                 hint.reason if hint else "Unhealthy",
-                                 f"CheckHealth: {health.status}: "
-                                 + (hint.explain(health.message) if hint else health.message))
-            new_status["health"] = {"status": health.status, "message": health.message,
-                                    "checkedAt": timestamp(now),
-                                    **({"details": health.details} if health.details else {})}
-            last = now
-        health_status = (new_status["health"] or {}).get("status", "UNKNOWN")
-        health_message = (new_status["health"] or {}).get("message", "")
+            checked = replace(await self._check(endpoints, context), checked_at=timestamp(now))
+            metrics.HEALTH_CHECKS.labels(checked.status).inc()
+            self._report_change(obj, health, checked)
+            health, last = checked, now
+        health_status = health.status if health else "UNKNOWN"
+        health_message = health.message if health else ""
         failed_reason = "CheckFailed"
         if health_status != "OK" and (hint := network_hint(health_message)):
             failed_reason, health_message = hint.reason, hint.explain(health_message)
-        new_status["conditions"] = [
-            condition(previous, "PluginReady", True, "BackendReady",
-                      f"{len(endpoints)} ready backend(s) of Plugin {spec.plugin_name!r}",
-                      generation, now),
-            condition(previous, "Healthy",
-                      None if not spec.health_check.enabled else health_status == "OK",
-                      "Disabled" if not spec.health_check.enabled else
-                      ("CheckPassed" if health_status == "OK" else failed_reason),
-                      health_message, generation, now),
-        ]
-        await self._write(key, obj, new_status)
-        if not spec.health_check.enabled:
+        enabled = spec.health_check.enabled
+        await self._write(key, obj, replace(settled, health=health, conditions=(
+            transition(previous, "PluginReady", True, "BackendReady",
+                       f"{len(endpoints)} ready backend(s) of Plugin {spec.plugin_name!r}",
+                       generation, now),
+            transition(previous, "Healthy", None if not enabled else health_status == "OK",
+                       "Disabled" if not enabled else
+                       ("CheckPassed" if health_status == "OK" else failed_reason),
+                       health_message, generation, now))))
+        if not enabled:
             return None
         elapsed = (now - last).total_seconds() if last else 0.0
         return max(1.0, interval - elapsed)
+
+    def _report_change(self, obj: Mapping[str, Any], old: Health | None, new: Health) -> None:
+        """An event when the health changes, or a network failure's message does."""
+        hint = network_hint(new.message) if new.status != "OK" else None
+        old_status = old.status if old else None
+        if old_status == new.status and not (hint and (old and old.message) != new.message):
+            return
+        self.events.emit(obj, "Normal" if new.status == "OK" else "Warning",
+                         "Healthy" if new.status == "OK" else
+                         hint.reason if hint else "Unhealthy",
+                         f"CheckHealth: {new.status}: "
+                         + (hint.explain(new.message) if hint else new.message))
 
     async def _secure_values(self, namespace: str, spec: DataSourceSpec) -> dict[str, str]:
         values: dict[str, str] = {}
@@ -217,33 +209,31 @@ class DataSourceService:
                     details = parsed if isinstance(parsed, dict) else {"value": parsed}
                 except ValueError:
                     details = {"raw": result.json_details.decode(errors="replace")}
-            return Health(HealthStatus(result.status).name, result.message, details)
+            return Health(HealthStatus(result.status).name, result.message, details=details)
         return Health("ERROR", last_error)
 
     async def _unhealthy(self, key: ObjectRef, obj: dict[str, Any], reason: str,
                          message: str, plugin_ready: bool | None) -> float:
         now = self.clock()
         generation = int(obj["metadata"].get("generation", 1))
-        status: dict[str, Any] = dict(obj.get("status") or {})
-        previous = status.get("conditions") or []
-        if status.get("health", {}).get("message") != message:
+        status = DataSourceStatus.parse(obj.get("status"))
+        previous = status.conditions
+        if (status.health.message if status.health else None) != message:
             self.events.emit(obj, "Warning", reason, message)
-        new_status = {
-            **status, "observedGeneration": generation,
-            "health": {"status": "UNKNOWN", "message": message, "checkedAt": timestamp(now)},
-            "conditions": [
-                condition(previous, "PluginReady", plugin_ready, reason, message, generation,
-                          now),
-                condition(previous, "Healthy", False, reason, message, generation, now)],
-        }
-        await self._write(key, obj, new_status)
+        await self._write(key, obj, replace(
+            status, observed_generation=generation,
+            health=Health("UNKNOWN", message, timestamp(now)),
+            conditions=(
+                transition(previous, "PluginReady", plugin_ready, reason, message, generation,
+                           now),
+                transition(previous, "Healthy", False, reason, message, generation, now))))
         return 30.0
 
     async def _write(self, key: ObjectRef, obj: Mapping[str, Any],
-                     new_status: dict[str, Any]) -> None:
-        metrics.LAST_SEEN.datasource_health[str(key)] = str(
-            (new_status.get("health") or {}).get("status", "UNKNOWN"))
-        patch = merge_patch(obj.get("status"), new_status)
+                     new_status: DataSourceStatus) -> None:
+        metrics.LAST_SEEN.datasource_health[str(key)] = (
+            new_status.health.status if new_status.health else "UNKNOWN")
+        patch = new_status.patch(obj.get("status"))
         if patch is None:
             return
         try:

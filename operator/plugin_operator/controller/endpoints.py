@@ -14,6 +14,7 @@ from plugin_operator.controller.sidecars import target_of, workload_pods
 from plugin_operator.kube.rest import KubeApi
 from plugin_operator.models import naming
 from plugin_operator.models.resources import Mode, SpecError, parse_plugin_spec
+from plugin_operator.models.status import PluginStatus
 from plugin_operator.models.world import ObjectError, parse_backend_pod, parse_gateway_pod
 
 
@@ -27,7 +28,7 @@ async def ready_endpoints(kube: KubeApi, config: OperatorConfig, namespace: str,
     if spec.mode is Mode.POD:
         # The Plugin's status says when none is ready; its next change (a Plugin event)
         # brings the callers back, so there is no need to list pods until then.
-        if not (plugin.get("status") or {}).get("readyReplicas"):
+        if not PluginStatus.parse(plugin.get("status")).ready_replicas:
             return []
         pods = await kube.list(f"/api/v1/namespaces/{namespace}/pods",
                                label_selector=f"{naming.LABEL_PLUGIN}={plugin_name}")

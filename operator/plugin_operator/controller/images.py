@@ -27,6 +27,7 @@ from plugin_operator.controller.podspec import (
 from plugin_operator.kube.rest import ConflictError, KubeApi, core_path
 from plugin_operator.models import naming
 from plugin_operator.models.resources import ImageSource, ObjectRef
+from plugin_operator.models.status import ArtifactStatus
 
 log = logging.getLogger(__name__)
 
@@ -88,11 +89,11 @@ class ImageUnpacker:
         self.desk = desk
 
     async def artifact(self, plugin: PluginRef, source: ImageSource, generation: int,
-                       recorded: Mapping[str, Any]) -> Artifact:
+                       recorded: ArtifactStatus) -> Artifact:
         """The archive of the plugin in ``source``'s image; raises PackageInProgress while
         its unpack pod works, and PackageError when it cannot."""
-        sha256 = str(recorded.get("sha256") or "")
-        if (sha256 and {k: recorded.get(k) for k in ("image", "imagePath")} ==
+        sha256 = recorded.sha256
+        if (sha256 and {"image": recorded.image, "imagePath": recorded.image_path} ==
                 image_origin(source) and self.store.has(sha256)):
             return Artifact(sha256, self.store.size(sha256))
         source_hash = image_source_hash(source, generation)

@@ -9,6 +9,8 @@ from prometheus_client import REGISTRY, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from plugin_operator.models.status import Phase
+
 RECONCILES = Counter("plugin_operator_reconciles_total",
                      "Reconcile passes by kind of object and result.", ["kind", "result"])
 RECONCILE_SECONDS = Histogram("plugin_operator_reconcile_duration_seconds",
@@ -20,13 +22,18 @@ BACKEND_RESTARTS = Counter("plugin_operator_backend_restarts_total",
 HEALTH_CHECKS = Counter("plugin_operator_datasource_health_checks_total",
                         "CheckHealth calls by result.", ["status"])
 
-PHASES = ("Pending", "Verifying", "Rejected", "Starting", "Running", "Degraded")
+PHASES = tuple(str(phase) for phase in Phase)
 HEALTH = ("OK", "ERROR", "UNKNOWN")
 
 
 class _LastSeen(Collector):
     """Gauges over the most recent status written for each object, so a deleted object
-    simply stops counting."""
+    simply stops counting.
+
+    Besides the totals, one series per object (value 1, labelled with its phase or health)
+    names the object, so that an alert can say which one is stuck; keys are
+    ``"<namespace>/<name>"``.
+    """
 
     def __init__(self) -> None:
         self.plugin_phases: dict[str, str] = {}
@@ -45,6 +52,21 @@ class _LastSeen(Collector):
         for status in HEALTH:
             health.add_metric([status], tally[status])
         yield health
+        yield _per_object("plugin_operator_plugin_phase",
+                          "1 for each Plugin, labelled with the phase its status shows.",
+                          ["namespace", "plugin", "phase"], self.plugin_phases)
+        yield _per_object("plugin_operator_datasource_health",
+                          "1 for each DataSourceInstance, labelled with its health status.",
+                          ["namespace", "datasource", "health"], self.datasource_health)
+
+
+def _per_object(name: str, documentation: str, labels: list[str],
+                values: dict[str, str]) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(name, documentation, labels=labels)
+    for key, value in sorted(values.items()):
+        namespace, _, object_name = key.partition("/")
+        family.add_metric([namespace, object_name, value], 1)
+    return family
 
 
 LAST_SEEN = _LastSeen()

@@ -11,25 +11,25 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from plugin_operator.controller.config import OperatorConfig
 from plugin_operator.controller.events import EventRecorder
 from plugin_operator.controller.podspec import Artifact, Sidecar, assign_slots, sidecar_apply_patch
-from plugin_operator.controller.status import Phase, condition
-from plugin_operator.controller.status_patch import merge_patch
-from plugin_operator.kube.rest import ApiError, KubeApi, NotFoundError, group_path
+from plugin_operator.kube.rest import ApiError, ConflictError, KubeApi, NotFoundError, group_path
 from plugin_operator.models import naming
 from plugin_operator.models.resources import (
     API_VERSION,
     PLUGIN_PLURAL,
     Mode,
+    ObjectRef,
     PluginSpec,
     SpecError,
     parse_plugin_spec,
 )
+from plugin_operator.models.status import Phase, PluginStatus, transition, with_condition
 
 log = logging.getLogger(__name__)
 SIDECAR_FIELD_MANAGER = "plugin-operator-sidecars"
@@ -78,7 +78,7 @@ class _Member:
 
 class SidecarService:
     def __init__(self, kube: KubeApi, config: OperatorConfig, events: EventRecorder,
-                 on_plugin_changed: Callable[[Any], None],
+                 on_plugin_changed: Callable[[ObjectRef], None],
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.kube = kube
         self.config = config
@@ -91,7 +91,6 @@ class SidecarService:
         members = []
         for obj in plugins:
             metadata = obj["metadata"]
-            status = obj.get("status") or {}
             if metadata.get("deletionTimestamp") or metadata["name"] == excluding:
                 continue
             try:
@@ -101,13 +100,10 @@ class SidecarService:
             if spec.mode is not Mode.SIDECAR or target_of(spec, target.namespace,
                                                           self.config) != target:
                 continue
-            artifact = status.get("artifact") or {}
-            verified = (status.get("observedGeneration") == metadata.get("generation") and
-                        status.get("phase") not in (None, "Rejected", "Pending") and
-                        artifact.get("sha256"))
-            if verified:
-                members.append(_Member(obj, spec, Artifact(artifact["sha256"],
-                                                           int(artifact.get("size", 0)))))
+            status = PluginStatus.parse(obj.get("status"))
+            if status.verified_for(int(metadata.get("generation", 1))) and status.artifact:
+                members.append(_Member(obj, spec, Artifact(status.artifact.sha256,
+                                                           status.artifact.size)))
         return members
 
     async def reconcile_target(self, target: TargetKey, excluding: str | None = None
@@ -157,9 +153,10 @@ class SidecarService:
         return 30.0 if all_ready else 3.0
 
     async def _report(self, member: _Member, replicas: int, ready: int, where: str) -> None:
+        """Phase and readiness of a Sidecar-mode Plugin, written only over the status this
+        pass read: the Plugin's own pass writes the rest of it."""
         obj = member.obj
-        status = dict(obj.get("status") or {})
-        now = self.clock()
+        status = PluginStatus.parse(obj.get("status"))
         generation = int(obj["metadata"].get("generation", 1))
         if replicas and ready == replicas:
             phase, message = Phase.RUNNING, f"sidecar ready in {ready} of {replicas} pods {where}"
@@ -168,17 +165,23 @@ class SidecarService:
         else:
             phase, message = Phase.STARTING, f"sidecar starting ({ready} of {replicas} pods "\
                 f"ready) {where}"
-        conditions = [c for c in status.get("conditions") or [] if c["type"] != "BackendReady"]
-        conditions.append(condition(status.get("conditions") or [], "BackendReady",
-                                    phase is Phase.RUNNING, str(phase), message, generation, now))
-        new = {**status, "phase": str(phase), "message": message, "replicas": replicas,
-               "readyReplicas": ready, "conditions": conditions}
-        patch = merge_patch(status, new)
+        backend_ready = transition(status.conditions, "BackendReady", phase is Phase.RUNNING,
+                                   str(phase), message, generation, self.clock())
+        patch = replace(status, phase=phase, message=message, replicas=replicas,
+                        ready_replicas=ready,
+                        conditions=with_condition(status.conditions, backend_ready)
+                        ).patch(obj.get("status"))
         if patch is None:
             return
         path = group_path(API_VERSION, obj["metadata"]["namespace"], PLUGIN_PLURAL,
                           obj["metadata"]["name"], "status")
         try:
-            await self.kube.merge_patch(path, {"status": patch})
+            await self.kube.merge_patch(path, {"status": patch, "metadata": {
+                "resourceVersion": obj["metadata"]["resourceVersion"]}})
+        except ConflictError:
+            # The Plugin changed since it was listed: its own pass runs again, and that
+            # brings this target back.
+            self.on_plugin_changed(ObjectRef(obj["metadata"]["namespace"],
+                                             obj["metadata"]["name"]))
         except NotFoundError:
             return

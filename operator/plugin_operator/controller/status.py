@@ -1,43 +1,18 @@
-"""Status of Plugins and DataSourceInstances, rebuilt from what exists on every pass."""
+"""What a Plugin's backends say about it: phase, latest failure, Grafana compatibility."""
 
 from __future__ import annotations
 
-import enum
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
 
 from plugin_operator.controller.planner import ObservedPod, Termination
+from plugin_operator.models.status import FailureStatus, Phase, timestamp
 from plugin_operator.package.grafana_dependency import ConstraintError, satisfies
 
 # lastFailure.reason of a failed fetch by a pod's init step (the container's own reason is
 # a bare "Error").
 FETCH_FAILED = "FetchFailed"
-
-
-class Phase(enum.StrEnum):
-    PENDING = "Pending"
-    VERIFYING = "Verifying"
-    REJECTED = "Rejected"
-    STARTING = "Starting"
-    RUNNING = "Running"
-    DEGRADED = "Degraded"
-
-
-def timestamp(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def condition(previous: Sequence[Mapping[str, Any]], type_: str, status: bool | None,
-              reason: str, message: str, generation: int, now: datetime) -> dict[str, Any]:
-    """A standard condition; its transition time moves only when its status does."""
-    value = "Unknown" if status is None else ("True" if status else "False")
-    old = next((c for c in previous if c.get("type") == type_), None)
-    since = old["lastTransitionTime"] if old and old.get("status") == value and \
-        old.get("lastTransitionTime") else timestamp(now)
-    return {"type": type_, "status": value, "reason": reason, "message": message,
-            "lastTransitionTime": since, "observedGeneration": generation}
 
 
 # status.lastFailure.message: at most this many characters.
@@ -96,12 +71,12 @@ class Failure:
                                   f"{self.termination.exit_code} ({self.termination.reason})"
                                   + (f": {last}" if last else ""))
 
-    def as_status(self, now: datetime) -> dict[str, Any]:
+    def as_status(self, now: datetime) -> FailureStatus:
         finished = self.termination.finished_at
-        return {"pod": self.pod, "exitCode": self.termination.exit_code,
-                "reason": self.termination.reason or "Error",
-                "message": abbreviate(self.termination.message, MESSAGE_LIMIT),
-                "time": timestamp(finished or now)}
+        return FailureStatus(self.pod, self.termination.exit_code,
+                             self.termination.reason or "Error",
+                             abbreviate(self.termination.message, MESSAGE_LIMIT),
+                             timestamp(finished or now))
 
 
 def grafana_compatibility(constraint: str, grafana_version: str) -> tuple[bool, str, str]:
@@ -138,14 +113,6 @@ def latest_failure(pods: Sequence[ObservedPod]) -> Failure | None:
         return None
     return max(failures, key=lambda f: f.termination.finished_at.timestamp()
                if f.termination.finished_at else 0.0)
-
-
-def is_newer(failure: Failure, previous: Mapping[str, Any] | None, now: datetime) -> bool:
-    if not previous:
-        return True
-    new = failure.as_status(now)
-    return bool(new["time"] > str(previous.get("time", "")) or (
-        new["time"] == previous.get("time") and new["pod"] != previous.get("pod")))
 
 
 def backend_phase(wanted: int, ready: int, pods: Sequence[ObservedPod]) -> Phase:

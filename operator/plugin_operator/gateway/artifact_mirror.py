@@ -35,8 +35,6 @@ from .routing import RoutingTable
 
 log = logging.getLogger(__name__)
 _SHA256 = re.compile(r"^[a-f0-9]{64}$")
-# Phases in which the operator has verified the archive its status names.
-VERIFIED_PHASES = frozenset({"Starting", "Running", "Degraded"})
 RETRY_SECONDS = 10.0
 POLL_SECONDS = 1.0
 COPY_TIMEOUT_SECONDS = 10.0
@@ -46,10 +44,10 @@ def wanted_archives(plugins: Sequence[PluginRecord]) -> dict[str, int]:
     """sha256 -> size of the archives verified Plugins use now."""
     wanted: dict[str, int] = {}
     for plugin in plugins:
-        facts = plugin.facts
-        digest = facts.artifact_sha256.lower()
-        if plugin.phase in VERIFIED_PHASES and facts.artifact_url and _SHA256.match(digest):
-            wanted[digest] = max(facts.artifact_size, wanted.get(digest, 0))
+        digest = plugin.artifact.sha256.lower()
+        verified = plugin.phase is not None and plugin.phase.verified
+        if verified and plugin.artifact.url and _SHA256.match(digest):
+            wanted[digest] = max(plugin.artifact.size, wanted.get(digest, 0))
     return wanted
 
 

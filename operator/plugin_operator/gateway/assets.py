@@ -44,15 +44,14 @@ class AssetStore:
         self._installs: dict[str, asyncio.Task[Path]] = {}
 
     async def plugin_dir(self, plugin: PluginRecord) -> Path:
-        facts = plugin.facts
-        if not facts.artifact_url or not facts.artifact_sha256:
+        if not plugin.artifact.url or not plugin.artifact.sha256:
             raise GatewayError(404, f"Plugin {plugin.key} has no verified artifact yet "
                                     "(status.artifact is empty)", "plugin.noArtifact")
-        digest = facts.artifact_sha256.lower()
+        digest = plugin.artifact.sha256.lower()
         task = self._installs.get(digest)
         if task is None or (task.done() and task.exception() is not None):
             task = self._installs[digest] = asyncio.create_task(
-                asyncio.to_thread(self._install, facts.artifact_url, digest))
+                asyncio.to_thread(self._install, plugin.artifact.url, digest))
         try:
             return await asyncio.shield(task)
         except (FetchError, ArchiveError, OSError) as exc:
@@ -78,6 +77,6 @@ class AssetStore:
         content_type = mimetypes.guess_type(candidate.name)[0] or "application/octet-stream"
         if candidate.suffix in (".js", ".mjs"):
             content_type = "application/javascript"
-        tag = hashlib.sha256(f"{plugin.facts.artifact_sha256}/{relative}".encode()).hexdigest()
+        tag = hashlib.sha256(f"{plugin.artifact.sha256}/{relative}".encode()).hexdigest()
         etag = f'"{tag[:32]}"'
         return Asset(candidate, etag, content_type)

@@ -24,6 +24,14 @@ from plugin_operator.models.resources import (
     parse_datasource_spec,
     parse_plugin_spec,
 )
+from plugin_operator.models.status import (
+    ArtifactStatus,
+    DataSourceStatus,
+    Phase,
+    PluginInfo,
+    PluginStatus,
+    SignatureStatus,
+)
 
 
 class ObjectError(ValueError):
@@ -36,34 +44,33 @@ def object_key(obj: Mapping[str, Any]) -> ObjectRef:
 
 
 @dataclass(frozen=True)
-class PluginFacts:
-    """``status.plugin``, ``status.signature`` and ``status.artifact`` of a Plugin."""
-
-    type: str = ""
-    name: str = ""
-    backend: bool = False
-    executable: str = ""
-    streaming: bool = False
-    alerting: bool = False
-    signature_status: str = ""
-    signature_type: str = ""
-    signature_org: str = ""
-    artifact_sha256: str = ""
-    artifact_size: int = 0
-    artifact_url: str = ""
-    # Why a Rejected plugin was refused: Grafana's error code when it is a signature problem
-    # (status.signature.errorCode), and status.message ("[<code>] <why>").
-    signature_error_code: str = ""
-    message: str = ""
-
-
-@dataclass(frozen=True)
 class PluginRecord:
     key: ObjectRef
     spec: PluginSpec
-    phase: str
-    facts: PluginFacts
+    status: PluginStatus
     created: str = ""  # metadata.creationTimestamp (RFC 3339 in UTC: sorts as text)
+
+    @property
+    def phase(self) -> Phase | None:
+        return self.status.phase
+
+    @property
+    def info(self) -> PluginInfo:
+        return self.status.plugin or PluginInfo()
+
+    @property
+    def signature(self) -> SignatureStatus:
+        """Why a Rejected plugin was refused is its ``error_code`` when it is a signature
+        problem, and else the ``[<code>]`` that starts ``message``."""
+        return self.status.signature or SignatureStatus()
+
+    @property
+    def artifact(self) -> ArtifactStatus:
+        return self.status.artifact or ArtifactStatus()
+
+    @property
+    def message(self) -> str:
+        return self.status.message or ""
 
 
 @dataclass(frozen=True)
@@ -96,24 +103,8 @@ def parse_plugin(obj: Mapping[str, Any]) -> PluginRecord:
         spec = parse_plugin_spec(obj.get("spec") or {})
     except SpecError as exc:
         raise ObjectError(f"Plugin {key}: {exc}") from exc
-    status = obj.get("status") or {}
-    plugin = status.get("plugin") or {}
-    signature = status.get("signature") or {}
-    artifact = status.get("artifact") or {}
-    facts = PluginFacts(
-        type=str(plugin.get("type") or ""), name=str(plugin.get("name") or ""),
-        backend=bool(plugin.get("backend")), executable=str(plugin.get("executable") or ""),
-        streaming=bool(plugin.get("streaming")), alerting=bool(plugin.get("alerting")),
-        signature_status=str(signature.get("status") or ""),
-        signature_type=str(signature.get("type") or ""),
-        signature_org=str(signature.get("org") or ""),
-        artifact_sha256=str(artifact.get("sha256") or ""),
-        artifact_size=int(artifact.get("size") or 0),
-        artifact_url=str(artifact.get("url") or ""),
-        signature_error_code=str(signature.get("errorCode") or ""),
-        message=str(status.get("message") or ""))
     created = str((obj.get("metadata") or {}).get("creationTimestamp") or "")
-    return PluginRecord(key, spec, str(status.get("phase") or ""), facts, created)
+    return PluginRecord(key, spec, PluginStatus.parse(obj.get("status")), created)
 
 
 def parse_datasource(obj: Mapping[str, Any]) -> DataSourceRecord:
@@ -122,13 +113,8 @@ def parse_datasource(obj: Mapping[str, Any]) -> DataSourceRecord:
         spec = parse_datasource_spec(obj.get("spec") or {}, key.name)
     except SpecError as exc:
         raise ObjectError(f"DataSourceInstance {key}: {exc}") from exc
-    status = obj.get("status") or {}
-    try:
-        version = int(status.get("settingsVersion") or 0)
-    except (TypeError, ValueError) as exc:
-        raise ObjectError(f"DataSourceInstance {key}: status.settingsVersion "
-                          f"{status.get('settingsVersion')!r} is not an integer") from exc
-    return DataSourceRecord(key, spec, version, str(status.get("pluginId") or ""))
+    status = DataSourceStatus.parse(obj.get("status"))
+    return DataSourceRecord(key, spec, status.settings_version or 0, status.plugin_id or "")
 
 
 def _condition_true(status: Mapping[str, Any], kind: str) -> bool:

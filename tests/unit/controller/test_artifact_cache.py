@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client import REGISTRY
 
 from plugin_operator.controller.artifacts import (
     UNUSED_GRACE_SECONDS,
@@ -177,3 +178,22 @@ async def test_a_mirror_with_wrong_bytes_is_not_trusted(tmp_path: Path) -> None:
     pipeline = PackagePipeline(_store(tmp_path), OperatorConfig(artifacts_mirrors=(mirror,)))
     assert await pipeline.refill(digest) is False
     assert not pipeline.store.has(digest)
+
+
+def test_the_cache_reports_its_bytes_in_use_and_its_bound(tmp_path: Path) -> None:
+    def sample(name: str) -> float | None:
+        return REGISTRY.get_sample_value(f"plugin_operator_artifact_cache_{name}")
+
+    store = _store(tmp_path, max_bytes=250)
+    assert sample("max_bytes") == 250
+    used = _put(store, b"u" * 100, 1000)
+    _put(store, b"a" * 60, 30)
+    gone = _put(store, b"b" * 40, UNUSED_GRACE_SECONDS + 1)
+    assert store.collect({used}) == [gone]
+    assert sample("bytes") == 160
+    assert sample("in_use_bytes") == 100
+    # Archives in use beyond the bound stay, and the gauge says so.
+    over = _put(store, b"o" * 200, 5)
+    store.collect({used, over})
+    assert sample("in_use_bytes") == 300
+    assert sample("bytes") == 300

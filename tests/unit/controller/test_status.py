@@ -28,7 +28,7 @@ def _go_crash() -> str:
 def test_a_crash_keeps_its_first_and_last_lines_within_the_bound() -> None:
     message = _go_crash()
     status = Failure("pod-1", Termination(2, "Error", message, NOW)).as_status(NOW)
-    kept = status["message"]
+    kept = status.message
     assert len(kept) <= MESSAGE_LIMIT
     assert kept.startswith("panic: runtime error: invalid memory address")
     assert "[signal SIGSEGV: segmentation violation" in kept.splitlines()[1]
@@ -43,7 +43,7 @@ def test_a_crash_keeps_its_first_and_last_lines_within_the_bound() -> None:
 def test_short_messages_are_kept_as_they_are() -> None:
     assert abbreviate("exit status 1\n") == "exit status 1\n"
     status = Failure("p", Termination(1, "Error", "boom", NOW)).as_status(NOW)
-    assert status["message"] == "boom"
+    assert status.message == "boom"
 
 
 def test_one_enormous_line_is_cut_but_bounded() -> None:
@@ -66,7 +66,7 @@ def test_a_failed_fetch_is_reported_with_its_reason_and_the_pod_stays() -> None:
     })
     failure = latest_failure([fetching])
     assert failure is not None
-    assert failure.as_status(NOW)["reason"] == FETCH_FAILED
+    assert failure.as_status(NOW).reason == FETCH_FAILED
     reason, message = failure.event()
     assert reason == "FetchFailing"
     assert message.endswith("could not fetch the plugin (its init step retries with the "

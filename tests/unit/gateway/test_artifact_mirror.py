@@ -12,7 +12,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from plugin_operator.gateway.artifact_mirror import ArtifactMirror, MirroredAssetStore
 from plugin_operator.gateway.routing import RoutingTable
 from plugin_operator.models.resources import ObjectRef, parse_plugin_spec
-from plugin_operator.models.world import PluginFacts, PluginRecord
+from plugin_operator.models.status import ArtifactStatus, Phase, PluginStatus
+from plugin_operator.models.world import PluginRecord
 from tests.unit.package.conftest import PLUGIN_JSON, zip_bytes
 
 SPEC = parse_plugin_spec({"pluginId": "acme-test-datasource", "version": "1.0.0",
@@ -32,10 +33,10 @@ def _operator_cache(tmp_path: Path, *archives: bytes) -> tuple[str, list[str]]:
 
 def _plugin(table: RoutingTable, name: str, digest: str, size: int, phase: str = "Running",
             url: bool = True) -> None:
-    facts = PluginFacts(artifact_sha256=digest, artifact_size=size,
-                        artifact_url=f"http://operator:8081/artifacts/{digest}" if url else "")
+    status = PluginStatus(phase=Phase(phase), artifact=ArtifactStatus(
+        digest, size, f"http://operator:8081/artifacts/{digest}" if url else None))
     key = ObjectRef("plugins", name)
-    table.plugins[key] = PluginRecord(key, SPEC, phase, facts)
+    table.plugins[key] = PluginRecord(key, SPEC, status)
 
 
 def test_keeps_exactly_what_verified_plugins_use(tmp_path: Path) -> None:

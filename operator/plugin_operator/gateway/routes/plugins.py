@@ -11,6 +11,7 @@ from plugin_operator.gateway.assets import CACHE_CONTROL
 from plugin_operator.gateway.errors import GatewayError
 from plugin_operator.gateway.http import PLUGIN_LABEL, lookup, namespace
 from plugin_operator.gateway.metrics import UNKNOWN
+from plugin_operator.models.status import Phase
 from plugin_operator.models.world import PluginRecord
 
 if TYPE_CHECKING:
@@ -36,17 +37,16 @@ class PluginRoutes:
             if not await gateway.gatekeeper.allowed(
                     identity, access.read_plugin(plugin.key.namespace, plugin.key.name)):
                 continue
-            facts = plugin.facts
             base = f"public/plugins/{plugin.spec.plugin_id}"
             listed.append({
-                "id": plugin.spec.plugin_id, "name": facts.name or plugin.spec.plugin_id,
-                "type": facts.type, "info": {"version": plugin.spec.version},
+                "id": plugin.spec.plugin_id, "name": plugin.info.name or plugin.spec.plugin_id,
+                "type": plugin.info.type, "info": {"version": plugin.spec.version},
                 "module": f"{base}/module.js", "baseUrl": base,
-                "signature": facts.signature_status, "signatureType": facts.signature_type,
-                "signatureOrg": facts.signature_org, "backend": facts.backend,
-                "executable": facts.executable, "streaming": facts.streaming,
-                "alerting": facts.alerting, "state": plugin.phase,
-                "enabled": plugin.phase == "Running",
+                "signature": plugin.signature.status, "signatureType": plugin.signature.type,
+                "signatureOrg": plugin.signature.org, "backend": plugin.info.backend,
+                "executable": plugin.info.executable, "streaming": plugin.info.streaming,
+                "alerting": plugin.info.alerting, "state": str(plugin.phase or ""),
+                "enabled": plugin.phase is Phase.RUNNING,
                 "ready": bool(gateway.table.endpoints(plugin)),
                 "kubernetes": {"namespace": plugin.key.namespace, "name": plugin.key.name,
                                "mode": plugin.spec.mode.value}})
@@ -60,7 +60,7 @@ class PluginRoutes:
         plugin: PluginRecord = lookup(lambda: self.gateway.table.plugin_by_id(
             plugin_id, namespace(request)))
         request[PLUGIN_LABEL] = plugin.spec.plugin_id
-        if plugin.phase == "Rejected":
+        if plugin.phase is Phase.REJECTED:
             raise GatewayError(404, f"Plugin {plugin_id} was rejected and is not served",
                                "plugin.rejected")
         asset = await self.gateway.assets.asset(plugin, request.match_info["path"])

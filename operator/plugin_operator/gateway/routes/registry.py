@@ -22,6 +22,7 @@ from plugin_operator.gateway.errors import GatewayError
 from plugin_operator.gateway.routing import stable_datasource_id
 from plugin_operator.kube.reviews import Identity
 from plugin_operator.models.resources import DATASOURCE_PLURAL, GROUP, ObjectRef
+from plugin_operator.models.status import Phase
 from plugin_operator.models.world import DataSourceRecord, PluginRecord
 
 if TYPE_CHECKING:
@@ -83,23 +84,22 @@ def datasource_list_item(record: DataSourceRecord, plugin_id: str, type_name: st
 
 def plugin_error_code(plugin: PluginRecord) -> str:
     """Grafana's error code for a Rejected plugin, else the operator's own code."""
-    code = plugin.facts.signature_error_code
+    code = plugin.signature.error_code
     if code:
         return code
-    found = _MESSAGE_CODE.match(plugin.facts.message)
+    found = _MESSAGE_CODE.match(plugin.message)
     return found.group(1) if found else "rejected"
 
 
 def plugin_settings(plugin: PluginRecord) -> dict[str, Any]:
     """Grafana's ``dtos.PluginSetting``, with what the Plugin object knows."""
     plugin_id = plugin.spec.plugin_id
-    facts = plugin.facts
     base = f"public/plugins/{plugin_id}"
     return {
-        "name": facts.name or plugin_id, "type": facts.type, "id": plugin_id,
-        "enabled": plugin.phase == "Running", "pinned": False, "autoEnabled": False,
+        "name": plugin.info.name or plugin_id, "type": plugin.info.type, "id": plugin_id,
+        "enabled": plugin.phase is Phase.RUNNING, "pinned": False, "autoEnabled": False,
         "module": f"{base}/module.js", "baseUrl": base,
-        "info": {"version": plugin.spec.version, "author": {"name": facts.signature_org},
+        "info": {"version": plugin.spec.version, "author": {"name": plugin.signature.org},
                  "description": "", "links": [], "logos": {"small": "", "large": ""},
                  "screenshots": [], "updated": "", "keywords": []},
         "includes": [], "dependencies": {"grafanaDependency": "", "grafanaVersion": "*",
@@ -107,8 +107,8 @@ def plugin_settings(plugin: PluginRecord) -> dict[str, Any]:
         "jsonData": dict(plugin.spec.app_json_data),
         "secureJsonFields": secure_json_fields(plugin.spec.app_secure_json_data_from),
         "defaultNavUrl": "", "latestVersion": "", "hasUpdate": False, "state": "",
-        "signature": facts.signature_status, "signatureType": facts.signature_type,
-        "signatureOrg": facts.signature_org, "loadingStrategy": "script"}
+        "signature": plugin.signature.status, "signatureType": plugin.signature.type,
+        "signatureOrg": plugin.signature.org, "loadingStrategy": "script"}
 
 
 class Registry:
@@ -191,7 +191,7 @@ class Registry:
         for record in sorted(await self._visible(identity, records),
                              key=lambda r: (r.spec.name.lower(), str(r.key))):
             plugin = self._plugin_of(record)
-            type_name = (plugin.facts.name if plugin is not None else "") or self._type(record)
+            type_name = (plugin.info.name if plugin is not None else "") or self._type(record)
             listed.append(datasource_list_item(record, self._type(record), type_name,
                                                self._org_id))
         return web.json_response(listed)
@@ -260,15 +260,15 @@ class Registry:
     async def plugin_errors(self, request: web.Request) -> web.Response:
         return web.json_response([
             {"pluginId": p.spec.plugin_id, "errorCode": plugin_error_code(p),
-             "pluginType": p.facts.type}
-            for p in await self._readable_plugins(request) if p.phase == "Rejected"])
+             "pluginType": p.info.type}
+            for p in await self._readable_plugins(request) if p.phase is Phase.REJECTED])
 
     async def plugin_settings(self, request: web.Request) -> web.Response:
         plugin = await self.gateway.app_plugin(request, request.match_info["plugin_id"],
                                                access.read_plugin)
-        if plugin.phase == "Rejected":
+        if plugin.phase is Phase.REJECTED:
             raise GatewayError(404, f"Plugin not found: {plugin.spec.plugin_id} was rejected "
-                                    f"({plugin.facts.message or 'see kubectl describe plugin'})",
+                                    f"({plugin.message or 'see kubectl describe plugin'})",
                                "plugin.rejected")
         return web.json_response(plugin_settings(plugin))
 
