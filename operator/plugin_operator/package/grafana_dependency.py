@@ -11,6 +11,9 @@ Grafana version (``12.3.0-12345``) are ignored, as Grafana compares its release 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+
+from plugin_operator.package.plugin_json import PluginJson
 
 _VERSION = re.compile(r"^v?(\d+|[xX*])(?:\.(\d+|[xX*]))?(?:\.(\d+|[xX*]))?(?:[-+].*)?$")
 _COMPARISON = re.compile(r"^(>=|<=|!=|=>|=<|>|<|=|\^|~>|~)?\s*(.+)$")
@@ -114,3 +117,48 @@ def satisfies(version: str, constraint: str) -> bool:
         if all(checks):
             return True
     return False
+
+
+@dataclass(frozen=True)
+class GrafanaCompatibility:
+    """plugin.json's grafanaDependency held against one Grafana version, worded for people."""
+
+    grafana_version: str
+    grafana_dependency: str
+    compatible: bool
+    message: str
+
+    def as_dict(self) -> dict[str, object]:
+        return {"grafanaVersion": self.grafana_version,
+                "grafanaDependency": self.grafana_dependency,
+                "compatible": self.compatible, "message": self.message}
+
+
+def check_grafana_dependency(plugin: PluginJson, grafana_version: str) -> GrafanaCompatibility:
+    """Whether the plugin is made for ``grafana_version``.
+
+    Grafana's loader never reads grafanaDependency; its installer refuses a version whose
+    dependency excludes the running Grafana, with the message used here for an unmet one
+    (pkg/plugins/repo/errors.go, ``plugin.versionNotCompatible``). Raises ConstraintError
+    when ``grafana_version`` itself is not a version.
+    """
+    parse_version(grafana_version)
+    constraint = plugin.grafana_dependency
+    version = plugin.version or "(no version)"
+    if not constraint.strip():
+        return GrafanaCompatibility(grafana_version, constraint, True,
+                                    "plugin.json states no grafanaDependency")
+    try:
+        compatible = satisfies(grafana_version, constraint)
+    except ConstraintError as exc:
+        return GrafanaCompatibility(
+            grafana_version, constraint, False,
+            f"{plugin.id} v{version} has a grafanaDependency that cannot be read ({exc}), "
+            f"so whether it suits Grafana {grafana_version} is unknown")
+    if compatible:
+        return GrafanaCompatibility(grafana_version, constraint, True,
+                                    f"Grafana {grafana_version} meets {constraint!r}")
+    return GrafanaCompatibility(
+        grafana_version, constraint, False,
+        f"{plugin.id} v{version} is not compatible with your Grafana version: "
+        f"{grafana_version} (plugin.json grafanaDependency: {constraint!r})")

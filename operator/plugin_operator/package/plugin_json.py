@@ -207,17 +207,3 @@ def resolve_executable(plugin_dir: Path, plugin: PluginJson, goos: str | None = 
                               "chmod 0755 it", field="executable")
     return path
 
-
-def discover_plugins(root: Path) -> list[tuple[Path, PluginJson]]:
-    """Every plugin under ``root``, parents before children, as Grafana's discovery finds them.
-
-    Directories named node_modules are skipped; an invalid nested plugin.json is an error
-    here rather than a silent skip, because an operator must not half-load a package.
-    """
-    found: list[tuple[Path, PluginJson]] = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        dirnames[:] = sorted(d for d in dirnames if d != "node_modules")
-        if PLUGIN_JSON in filenames:
-            directory = Path(dirpath)
-            found.append((directory, load_plugin_json(directory)))
-    return found

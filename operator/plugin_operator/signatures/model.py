@@ -34,6 +34,9 @@ class ErrorCode(enum.StrEnum):
     SIGNATURE_INVALID = "signatureInvalid"
     SIGNATURE_MODIFIED = "signatureModified"
     ANGULAR = "angular"
+    # Not a loader code: the message id of the error Grafana's installer gives for a plugin
+    # version whose grafanaDependency excludes the running Grafana.
+    VERSION_NOT_COMPATIBLE = "plugin.versionNotCompatible"
 
 
 @dataclass(frozen=True)

@@ -6,14 +6,22 @@ invalid; 5. id or version differ from plugin.json -> modified; 6. rootUrls set a
 matches the app URL -> invalid; 7. a listed file missing or different -> modified; 8. a file
 present but not listed -> modified; otherwise valid. Nested plugins inherit the result of
 the plugin whose directory contains them.
+
+A plugin reached through a symlinked folder is checked in the folder the link resolves to,
+as Grafana's finder records it. Inside that folder, files reached through links count when
+the link stays inside the plugin; a link leading out of it makes Grafana's file walk fail
+(``file ... not inside of plugin directory``), so the plugin never loads: reported here as
+invalid, with the link named.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from plugin_operator.package.plugin_json import PluginJson, discover_plugins, load_plugin_json
+from plugin_operator.package.discovery import FoundPlugin, find_plugins
+from plugin_operator.package.plugin_json import PluginJson, load_plugin_json
 from plugin_operator.signatures.files import PluginFilesError, plugin_files, sha256_file
 from plugin_operator.signatures.manifest import MANIFEST_FILE, ManifestError, read_manifest
 from plugin_operator.signatures.model import (
@@ -140,24 +148,51 @@ def _modified_reason(missing: list[str], changed: list[str], unlisted: list[str]
 
 
 def verify_bundle(root: Path, config: VerifyConfig | None = None) -> list[PluginVerification]:
-    """Verify the plugin at ``root`` and every plugin nested in it.
+    """Verify the plugin at ``root`` and every plugin nested in it (the top one first).
 
-    The top plugin is verified against its MANIFEST.txt; nested plugins take the result of
-    the nearest enclosing plugin, as Grafana's children take their parent's signature.
+    Symlinked folders are followed as Grafana's finder follows them; see
+    :mod:`plugin_operator.package.discovery`.
+    """
+    found = find_plugins(root)
+    if not found or found[0].real_directory != Path(os.path.realpath(root)):
+        load_plugin_json(root)  # raises the clear "no plugin.json" error
+    return verify_found(found, config)
+
+
+def verify_found(found: list[FoundPlugin],
+                 config: VerifyConfig | None = None) -> list[PluginVerification]:
+    """Verify plugins as found on disk; the results keep the order found.
+
+    A plugin whose real folder lies inside another's is nested: it takes the result of the
+    nearest enclosing plugin, as Grafana's children take their parent's signature. The
+    others are verified against their own MANIFEST.txt.
     """
     config = config or VerifyConfig()
-    found = discover_plugins(root)
-    if not found or found[0][0] != root:
-        load_plugin_json(root)  # raises the clear "no plugin.json" error
-    results: list[PluginVerification] = []
-    for directory, plugin in found:
-        parent = next((r for r in reversed(results) if r.directory in directory.parents), None)
-        if parent is None:
-            results.append(PluginVerification(directory, plugin,
-                                               verify_plugin(directory, config, plugin)))
-        else:
-            inherited = replace(parent.signature,
-                                reason=f"inherited from {parent.plugin.id}: "
-                                       f"{parent.signature.reason}")
-            results.append(PluginVerification(directory, plugin, inherited, parent.plugin.id))
-    return results
+    enclosing = {item.real_directory: _nearest_enclosing(item, found) for item in found}
+    depth = {item.real_directory: _depth(item, enclosing) for item in found}
+    results: dict[Path, PluginVerification] = {}
+    # Outer plugins first, so that each nested plugin finds its parent's result.
+    for item in sorted(found, key=lambda candidate: depth[candidate.real_directory]):
+        parent_item = enclosing[item.real_directory]
+        if parent_item is None:
+            results[item.real_directory] = PluginVerification(
+                item.directory, item.plugin, verify_plugin(item.directory, config, item.plugin))
+            continue
+        parent = results[parent_item.real_directory]
+        inherited = replace(parent.signature, reason=f"inherited from {parent.plugin.id}: "
+                                                     f"{parent.signature.reason}")
+        results[item.real_directory] = PluginVerification(item.directory, item.plugin,
+                                                          inherited, parent.plugin.id)
+    return [results[item.real_directory] for item in found]
+
+
+def _nearest_enclosing(item: FoundPlugin, found: list[FoundPlugin]) -> FoundPlugin | None:
+    ancestors = [other for other in found if other.real_directory in item.real_directory.parents]
+    return max(ancestors, key=lambda other: len(other.real_directory.parts), default=None)
+
+
+def _depth(item: FoundPlugin, enclosing: dict[Path, FoundPlugin | None]) -> int:
+    depth, parent = 0, enclosing[item.real_directory]
+    while parent is not None:
+        depth, parent = depth + 1, enclosing[parent.real_directory]
+    return depth

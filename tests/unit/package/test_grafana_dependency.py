@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from plugin_operator.package.grafana_dependency import ConstraintError, satisfies
+from plugin_operator.package.grafana_dependency import (
+    ConstraintError,
+    check_grafana_dependency,
+    satisfies,
+)
+from plugin_operator.package.plugin_json import PluginJson, parse_plugin_json
 
 
 @pytest.mark.parametrize(("version", "constraint", "expected"), [
@@ -45,3 +50,37 @@ def test_constraints(version: str, constraint: str, expected: bool) -> None:
 def test_unreadable_constraints_are_errors(constraint: str) -> None:
     with pytest.raises(ConstraintError):
         satisfies("12.0.0", constraint)
+
+
+def _plugin(constraint: str, version: str = "2.0.0") -> PluginJson:
+    return parse_plugin_json({"id": "acme-test-datasource", "type": "datasource",
+                              "info": {"version": version},
+                              "dependencies": {"grafanaDependency": constraint}})
+
+
+def test_an_unmet_dependency_is_worded_as_grafanas_installer_words_it() -> None:
+    result = check_grafana_dependency(_plugin(">=13.0.0"), "12.3.0")
+
+    assert not result.compatible
+    assert result.message.startswith(
+        "acme-test-datasource v2.0.0 is not compatible with your Grafana version: 12.3.0")
+    assert "'>=13.0.0'" in result.message
+    assert result.as_dict() == {"grafanaVersion": "12.3.0", "grafanaDependency": ">=13.0.0",
+                                "compatible": False, "message": result.message}
+
+
+@pytest.mark.parametrize("constraint", ["", ">=12.0.0 <13", "^12.1"])
+def test_a_met_or_absent_dependency_is_compatible(constraint: str) -> None:
+    assert check_grafana_dependency(_plugin(constraint), "12.3.0").compatible
+
+
+def test_an_unreadable_dependency_is_not_taken_as_compatible() -> None:
+    result = check_grafana_dependency(_plugin("whenever"), "12.3.0")
+
+    assert not result.compatible
+    assert "cannot be read" in result.message
+
+
+def test_the_grafana_version_itself_must_be_a_version() -> None:
+    with pytest.raises(ConstraintError):
+        check_grafana_dependency(_plugin(">=10.0.0"), "latest")

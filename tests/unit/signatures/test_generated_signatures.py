@@ -327,3 +327,19 @@ def test_nested_plugins_inherit_the_parents_result(make_plugin: MakePlugin, sign
     (plugin / "panel" / "module.js").write_text("changed")
     parent, child = verify_bundle(plugin, config)
     assert child.signature.status is parent.signature.status is SignatureStatus.MODIFIED
+
+
+def test_a_nested_plugin_reached_through_a_link_is_listed_once(
+        make_plugin: MakePlugin, signing_key: Any, trusted: TrustedKeys) -> None:
+    plugin = make_plugin()
+    (plugin / "vendor" / "panel").mkdir(parents=True)
+    (plugin / "vendor" / "panel" / "plugin.json").write_text(
+        '{"id": "acme-child-panel", "type": "panel", "name": "Child", "info": {}}')
+    (plugin / "panel").symlink_to(Path("vendor") / "panel")
+    sign_plugin(plugin, signing_key, root_urls=[APP_URL])
+
+    found = verify_bundle(plugin, VerifyConfig(trusted_keys=trusted, app_url=APP_URL))
+
+    assert [(item.directory, item.parent_id) for item in found] == [
+        (plugin, None), (plugin / "panel", "acme-test-datasource")]
+    assert found[1].signature.status is SignatureStatus.VALID
