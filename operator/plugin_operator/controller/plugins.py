@@ -260,7 +260,7 @@ class PluginService:
                 transition(previous, "Registered", True, "Registered",
                            f"{plugin.id} {plugin.version} is registered", generation, now),
                 transition(previous, "GrafanaCompatible", *grafana_compatibility(
-                    plugin.grafana_dependency, self.config.grafana_version), generation, now),
+                    plugin, self.config.grafana_version), generation, now),
             ))
 
     async def _pending(self, key: ObjectRef, obj: dict[str, Any], error: PackageError,

@@ -8,7 +8,8 @@ from datetime import datetime
 
 from plugin_operator.controller.planner import ObservedPod, Termination
 from plugin_operator.models.status import FailureStatus, Phase, timestamp
-from plugin_operator.package.grafana_dependency import ConstraintError, satisfies
+from plugin_operator.package.grafana_dependency import ConstraintError, check_grafana_dependency
+from plugin_operator.package.plugin_json import PluginJson
 
 # lastFailure.reason of a failed fetch by a pod's init step (the container's own reason is
 # a bare "Error").
@@ -79,23 +80,24 @@ class Failure:
                              timestamp(finished or now))
 
 
-def grafana_compatibility(constraint: str, grafana_version: str) -> tuple[bool, str, str]:
+def grafana_compatibility(plugin: PluginJson, grafana_version: str
+                          ) -> tuple[bool, str, str]:
     """(compatible, reason, message) of plugin.json's grafanaDependency against the Grafana
     version plugins are told they run in (the operator's grafanaVersion)."""
-    if not constraint.strip():
-        return True, "NoConstraint", "plugin.json states no grafanaDependency"
     try:
-        compatible = satisfies(grafana_version, constraint)
+        check = check_grafana_dependency(plugin, grafana_version)
     except ConstraintError as exc:
-        return False, "ConstraintUnreadable", (f"plugin.json grafanaDependency cannot be read "
-                                               f"({exc}); Grafana's catalog would refuse it")
-    if compatible:
-        return True, "Compatible", f"Grafana {grafana_version} meets {constraint!r}"
-    return False, "GrafanaVersionUnsupported", (
-        f"the plugin requires Grafana {constraint!r} but runs as Grafana {grafana_version} "
-        "(GF_VERSION): it may call APIs that version lacks. Install a version of the plugin "
-        "made for your Grafana, or set the chart's operator.grafanaVersion to the version "
-        "of Grafana you run")
+        return False, "GrafanaVersionUnreadable", (
+            f"the operator's grafanaVersion {grafana_version!r} is not a version ({exc}); "
+            "set the chart's operator.grafanaVersion to the version of Grafana you run")
+    if check.reason == "ConstraintUnreadable":
+        return False, check.reason, f"{check.message}; Grafana's catalog would refuse it"
+    if not check.compatible:
+        return False, check.reason, (
+            f"{check.message}: the plugin may call APIs that version (GF_VERSION) lacks. "
+            "Install a version of the plugin made for your Grafana, or set the chart's "
+            "operator.grafanaVersion to the version of Grafana you run")
+    return True, check.reason, check.message
 
 
 def latest_failure(pods: Sequence[ObservedPod]) -> Failure | None:

@@ -127,6 +127,9 @@ class GrafanaCompatibility:
     grafana_dependency: str
     compatible: bool
     message: str
+    # One CamelCase word: NoConstraint, Compatible, ConstraintUnreadable or
+    # GrafanaVersionUnsupported (the reason of the operator's GrafanaCompatible condition).
+    reason: str = ""
 
     def as_dict(self) -> dict[str, object]:
         return {"grafanaVersion": self.grafana_version,
@@ -147,18 +150,21 @@ def check_grafana_dependency(plugin: PluginJson, grafana_version: str) -> Grafan
     version = plugin.version or "(no version)"
     if not constraint.strip():
         return GrafanaCompatibility(grafana_version, constraint, True,
-                                    "plugin.json states no grafanaDependency")
+                                    "plugin.json states no grafanaDependency", "NoConstraint")
     try:
         compatible = satisfies(grafana_version, constraint)
     except ConstraintError as exc:
         return GrafanaCompatibility(
             grafana_version, constraint, False,
             f"{plugin.id} v{version} has a grafanaDependency that cannot be read ({exc}), "
-            f"so whether it suits Grafana {grafana_version} is unknown")
+            f"so whether it suits Grafana {grafana_version} is unknown",
+            "ConstraintUnreadable")
     if compatible:
         return GrafanaCompatibility(grafana_version, constraint, True,
-                                    f"Grafana {grafana_version} meets {constraint!r}")
+                                    f"Grafana {grafana_version} meets {constraint!r}",
+                                    "Compatible")
     return GrafanaCompatibility(
         grafana_version, constraint, False,
         f"{plugin.id} v{version} is not compatible with your Grafana version: "
-        f"{grafana_version} (plugin.json grafanaDependency: {constraint!r})")
+        f"{grafana_version} (plugin.json grafanaDependency: {constraint!r})",
+        "GrafanaVersionUnsupported")
