@@ -2,10 +2,13 @@
 # Install, with apt, the system packages the local cluster and the image build need:
 # containerd + runc + CNI plugins (the node), iptables + conntrack (kube-proxy), docker.io
 # (image builds), debootstrap (the offline base image), gcc + libc6-dev (the static pause
-# binary), openssl (the cluster's PKI).
+# binary), openssl (the cluster's PKI), prometheus (promtool, for the alerting rules' unit
+# tests).
 #
-#   hack/install-deps.sh
+#   hack/install-deps.sh [PACKAGE ...]
 #
+# With package names (from the list below), only those: e.g. `hack/install-deps.sh prometheus`
+# where a cluster is given and the node packages are not needed.
 # Idempotent and quick when everything is present. Nothing is started: a policy-rc.d
 # forbids Debian's maintainer scripts from starting services (our scripts start the
 # daemons they need, with their own configuration).
@@ -27,9 +30,13 @@ declare -A probe=(
   [iproute2]=/usr/sbin/ip
   [util-linux]=/usr/bin/findmnt
   [procps]=/usr/bin/pgrep
+  [prometheus]=/usr/bin/promtool
 )
+wanted=("$@")
+[ "${#wanted[@]}" -gt 0 ] || wanted=("${!probe[@]}")
 missing=()
-for pkg in "${!probe[@]}"; do
+for pkg in "${wanted[@]}"; do
+  [ -n "${probe[$pkg]:-}" ] || die "unknown package '$pkg' (see the list in $0)"
   [ -e "${probe[$pkg]}" ] || missing+=("$pkg")
 done
 if [ "${#missing[@]}" -eq 0 ]; then

@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from plugin_operator.controller import metrics
 from plugin_operator.controller.config import OperatorConfig
 from plugin_operator.controller.events import EventRecorder
 from plugin_operator.controller.podspec import Artifact, Sidecar, assign_slots, sidecar_apply_patch
@@ -165,6 +166,8 @@ class SidecarService:
         else:
             phase, message = Phase.STARTING, f"sidecar starting ({ready} of {replicas} pods "\
                 f"ready) {where}"
+        metrics.LAST_SEEN.plugin_phases[f"{obj['metadata']['namespace']}/"
+                                        f"{obj['metadata']['name']}"] = str(phase)
         backend_ready = transition(status.conditions, "BackendReady", phase is Phase.RUNNING,
                                    str(phase), message, generation, self.clock())
         patch = replace(status, phase=phase, message=message, replicas=replicas,

@@ -21,6 +21,7 @@ def test_no_monitors_without_the_prometheus_operator(render: Render) -> None:
 def test_monitors_when_the_api_is_declared(render: Render) -> None:
     rendered = render(api_versions=[MONITORING])
     assert _monitors(rendered) == ["PodMonitor/plugin-operator-plugin-backends",
+                                   "PrometheusRule/plugin-operator",
                                    "ServiceMonitor/plugin-operator",
                                    "ServiceMonitor/plugin-operator-gateway"]
     for name, port in (("plugin-operator", "metrics"), ("plugin-operator-gateway", "http")):
