@@ -17,7 +17,13 @@ from typing import Any
 import pytest
 
 from plugin_operator.package.archive import extract_archive
-from tests.integration.controller.conftest import CLI, TESTDATA_ID, OperatorProcess
+from tests.integration.controller.conftest import (
+    CLI,
+    TESTDATA_ID,
+    OperatorProcess,
+    archive_configmap,
+    plugin_object,
+)
 from tests.support.samples import SignedSample
 
 pytestmark = pytest.mark.integration
@@ -99,6 +105,15 @@ def test_an_image_is_unpacked_uploaded_verified_and_run(
                                                           "replicas": 2}})
     operator.wait_for("two backend pods", lambda: len(operator.pods("from-image")) == 2)
     assert not unpack_pods(operator, "from-image")
+
+    # Moved to a ConfigMap, its status forgets the image at every depth (a merge patch of
+    # the new status alone would keep artifact.image and artifact.imagePath).
+    archive_configmap(operator, "from-image-cm", signed_testdata_python.archive)
+    operator.apply(plugin_object("from-image", "from-image-cm", replicas=2))
+    moved = operator.wait_for("the image forgotten", lambda: (
+        s := operator.status("plugin", "from-image")).get("observedGeneration") == 3
+        and "image" not in s["artifact"] and s)
+    assert "imagePath" not in moved["artifact"]
 
 
 def test_pull_failures_wait_and_copy_failures_reject(operator: OperatorProcess) -> None:
