@@ -10,6 +10,7 @@
 # Uses Go's module proxy and Go's own module and build caches.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
+trap 'step_end failed' EXIT
 
 SRC="$REPO_ROOT/tools/plugin-front"
 OUT_DIR="$CACHE_DIR/bin"
@@ -31,13 +32,18 @@ mkdir -p "$OUT_DIR"
 # Test sessions and people may run this at the same time; one builds, the others wait.
 exec 9>"$OUT_DIR/.plugin-front.lock"
 flock 9
+go_build_front() { (cd "$SRC" && go build -trimpath -ldflags "-s -w" -o "$OUT.tmp.$$" .); }
+
 hash="$(source_hash)"
 if [ ! -x "$OUT" ] || [ "$(cat "$OUT.hash" 2>/dev/null)" != "$hash" ]; then
-  log "building plugin-front ($hash)"
-  (cd "$SRC" && go build -trimpath -ldflags "-s -w" -o "$OUT.tmp.$$" .) ||
+  step_begin plugin-front "building plugin-front ($hash)"
+  with_heartbeat "building plugin-front" go_build_front ||
     { rm -f "$OUT.tmp.$$"; die "building tools/plugin-front failed"; }
   # By rename: a host running the old binary keeps running it.
   mv -f "$OUT.tmp.$$" "$OUT"
   echo "$hash" > "$OUT.hash"
+  step_end built
+else
+  step_cached plugin-front
 fi
 echo "$OUT"

@@ -12,6 +12,7 @@
 # FRAME_JSON_BENCH. Uses Go's module proxy and Go's own module and build caches.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
+trap 'step_end failed' EXIT
 
 PLUGIN_SRC="$REPO_ROOT/plugins/sample-go"
 COMPAT_SRC="$REPO_ROOT/tests/compat-go"
@@ -21,6 +22,7 @@ EXECUTABLE=gpx_sample_go_linux_amd64
 export CGO_ENABLED=0 GOOS=linux GOARCH=amd64 GOFLAGS="-buildvcs=false -mod=readonly"
 command -v go >/dev/null || die "Go is not installed; install Go 1.26 or newer (https://go.dev/doc/install)"
 [ "$#" -gt 0 ] || set -- sample-go compat-go
+STEPS_TOTAL=$#
 
 # A hash of everything that decides the output: sources, this script and the Go version.
 source_hash() {
@@ -58,6 +60,12 @@ os.replace(out + ".tmp", out)
 PY
 }
 
+go_build_in() { # DIR GO-BUILD-ARGS...
+  local dir="$1"
+  shift
+  (cd "$dir" && go build -trimpath -ldflags "-s -w" "$@")
+}
+
 # Keep the newest few builds: enough for test sessions still using an older one.
 prune() {
   find "$1" -mindepth 1 -maxdepth 1 -type d ! -name '*.tmp' -printf '%T@ %p\n' |
@@ -72,13 +80,17 @@ build_sample_go() {
     "$PLUGIN_SRC/plugin.json")"
   zip="$PLUGIN_ID-$version.linux_amd64.zip"
   if [ ! -f "$out/$zip" ]; then
-    log "building the Go sample plugin ($hash)"
+    step_begin "Go sample plugin" "building the Go sample plugin ($hash)"
     rm -rf "$out.tmp" && mkdir -p "$out.tmp/$PLUGIN_ID"
-    (cd "$PLUGIN_SRC" && go build -trimpath -ldflags "-s -w" -o "$out.tmp/$PLUGIN_ID/$EXECUTABLE" ./pkg)
+    with_heartbeat "building the Go sample plugin" \
+      go_build_in "$PLUGIN_SRC" -o "$out.tmp/$PLUGIN_ID/$EXECUTABLE" ./pkg
     cp "$PLUGIN_SRC/plugin.json" "$out.tmp/$PLUGIN_ID/plugin.json"
     make_zip "$out.tmp/$PLUGIN_ID" "$out.tmp/$zip"
     rm -rf "$out" && mv "$out.tmp" "$out"
     prune "$CACHE_DIR/sample-go"
+    step_end built
+  else
+    step_cached "Go sample plugin"
   fi
   local dist="$PLUGIN_SRC/dist"
   mkdir -p "$dist"
@@ -95,11 +107,15 @@ build_compat_go() {
   hash="$(source_hash "$COMPAT_SRC")"
   out="$CACHE_DIR/compat-go/$hash"
   if [ ! -x "$out/frame-json-bench" ]; then
-    log "building the Go compatibility programs ($hash)"
+    step_begin "Go compatibility programs" "building the Go compatibility programs ($hash)"
     rm -rf "$out.tmp" && mkdir -p "$out.tmp"
-    (cd "$COMPAT_SRC" && go build -trimpath -ldflags "-s -w" -o "$out.tmp/" ./cmd/...)
+    with_heartbeat "building the Go compatibility programs" \
+      go_build_in "$COMPAT_SRC" -o "$out.tmp/" ./cmd/...
     rm -rf "$out" && mv "$out.tmp" "$out"
     prune "$CACHE_DIR/compat-go"
+    step_end built
+  else
+    step_cached "Go compatibility programs"
   fi
   echo "GRAFANA_CLIENT=$out/grafana-client"
   echo "FRAME_JSON_BENCH=$out/frame-json-bench"
