@@ -30,6 +30,11 @@ from typing import Any, Generic, TypeVar
 from aiohttp import web
 from prometheus_client import Gauge
 
+from plugin_operator.controller.restart_reports import (
+    MAX_REPORT_BYTES,
+    ReportError,
+    RestartReports,
+)
 from plugin_operator.models.status import Phase, PluginStatus
 
 _SHA256 = re.compile(r"^[a-f0-9]{64}$")
@@ -253,8 +258,27 @@ class ArtifactCollector:
 
 
 def artifact_routes(store: ArtifactStore, desk: UploadDesk[Any] | None = None,
-                    max_upload_bytes: int = 0) -> web.RouteTableDef:
+                    max_upload_bytes: int = 0,
+                    reports: RestartReports | None = None) -> web.RouteTableDef:
     routes = web.RouteTableDef()
+
+    @routes.post("/reports/pods/{namespace}/{pod}")
+    async def post_report(request: web.Request) -> web.Response:
+        if reports is None:
+            raise web.HTTPNotFound(text="this operator takes no restart reports\n")
+        if request.content_length is not None and request.content_length > MAX_REPORT_BYTES:
+            raise web.HTTPRequestEntityTooLarge(max_size=MAX_REPORT_BYTES,
+                                                actual_size=request.content_length)
+        body = await request.content.read(MAX_REPORT_BYTES + 1)
+        if len(body) > MAX_REPORT_BYTES:
+            raise web.HTTPRequestEntityTooLarge(max_size=MAX_REPORT_BYTES,
+                                                actual_size=len(body))
+        try:
+            answer = await reports.accept(request.match_info["namespace"],
+                                          request.match_info["pod"], request.remote or "", body)
+        except ReportError as exc:
+            return web.Response(status=exc.status, text=f"{exc}\n")
+        return web.Response(text=answer)
 
     @routes.get("/artifacts/{sha256}")
     async def get_artifact(request: web.Request) -> web.StreamResponse:

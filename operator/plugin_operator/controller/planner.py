@@ -9,6 +9,7 @@ ordinal), so creating a pod that already exists fails instead of making a twin.
 from __future__ import annotations
 
 import enum
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -51,6 +52,7 @@ class ObservedPod:
     waiting_reason: str = ""
     init_failures: int = 0  # times the init step (the archive fetch) failed in this pod
     init_termination: Termination | None = None
+    in_pod_exit: Termination | None = None  # the last plugin exit the host restarted
 
     @property
     def terminal(self) -> bool:
@@ -69,6 +71,22 @@ def _termination(state: Mapping[str, Any] | None) -> Termination | None:
                        reason=str(terminated.get("reason", "")),
                        message=str(terminated.get("message", "")).strip(),
                        finished_at=parse_time(terminated.get("finishedAt")))
+
+
+def _in_pod_exit(text: str | None) -> Termination | None:
+    """The last exit a host reported (restart_reports.py wrote it; nothing else can)."""
+    if not text:
+        return None
+    try:
+        data = json.loads(text)
+        return Termination(int(data["exitCode"]), str(data["reason"]), str(data["message"]),
+                           parse_time(data["time"]))
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _count(text: str | None) -> int:
+    return int(text) if text and text.isdigit() else 0
 
 
 def observe_pod(pod: Mapping[str, Any]) -> ObservedPod:
@@ -99,7 +117,9 @@ def observe_pod(pod: Mapping[str, Any]) -> ObservedPod:
         created=parse_time(metadata.get("creationTimestamp")),
         deleting_since=parse_time(metadata.get("deletionTimestamp")),
         grace_seconds=int(metadata.get("deletionGracePeriodSeconds") or 0),
-        restarts=int(container.get("restartCount", 0)),
+        # The kubelet's container restarts and the host's own restarts of the plugin.
+        restarts=int(container.get("restartCount", 0))
+        + _count(annotations.get(naming.ANNOTATION_IN_POD_RESTARTS)),
         restarts_counted=int(annotations.get(naming.ANNOTATION_RESTARTS, "0") or 0),
         reason=str(status.get("reason", "")),
         last_termination=termination,
@@ -107,6 +127,7 @@ def observe_pod(pod: Mapping[str, Any]) -> ObservedPod:
                            .get("reason", "")),
         init_failures=int(fetch.get("restartCount", 0)),
         init_termination=init_termination,
+        in_pod_exit=_in_pod_exit(annotations.get(naming.ANNOTATION_IN_POD_LAST_EXIT)),
     )
 
 

@@ -90,14 +90,18 @@ def fetch_container(name: str, spec_artifact: Artifact, config: OperatorConfig,
 def _backend_container(name: str, spec: PluginSpec, config: OperatorConfig, volume: str,
                        grpc_port: int, http_port: int,
                        tmp_volume: str = TMP_VOLUME,
-                       attach_peers: str | None = None) -> dict[str, Any]:
+                       attach_peers: str | None = None,
+                       report_url: str | None = None) -> dict[str, Any]:
     """``attach_peers`` (Pod mode): the host also serves the attach port, balancing each
-    call over the ready replicas that this name (the peers Service) lists."""
+    call over the ready replicas that this name (the peers Service) lists. ``report_url``:
+    where the host reports the plugin restarts it does itself."""
     args = ["host", PLUGIN_DIR, "--grpc-port", str(grpc_port), "--http-port", str(http_port),
             "--termination-log", naming.TERMINATION_LOG,
             "--grafana-version", config.grafana_version]
     if attach_peers:
         args += ["--attach-port", str(naming.ATTACH_PORT), "--peers", attach_peers]
+    if report_url:
+        args += ["--report-url", report_url]
     for key, value in sorted(spec.config.items()):
         args += ["--setting", f"{key}={value}"]
     container: dict[str, Any] = {
@@ -145,16 +149,22 @@ def spec_hash(spec: PluginSpec, artifact: Artifact, config: OperatorConfig) -> s
     return hashlib.sha256(encoded).hexdigest()[:16]
 
 
+def restart_report_url(config: OperatorConfig, namespace: str, pod: str) -> str:
+    """Where a backend pod's host reports the plugin restarts it did itself."""
+    return f"{config.artifacts_url.rstrip('/')}/reports/pods/{namespace}/{pod}"
+
+
 def backend_pod(plugin: PluginRef, spec: PluginSpec, artifact: Artifact,
                 config: OperatorConfig, ordinal: int) -> dict[str, Any]:
     digest = spec_hash(spec, artifact, config)
     labels = naming.backend_labels(plugin.name, spec.plugin_id)
     labels[naming.LABEL_ARTIFACT] = artifact.sha256[:16]
+    name = naming.pod_name(plugin.name, digest, ordinal)
     return {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {
-            "name": naming.pod_name(plugin.name, digest, ordinal),
+            "name": name,
             "namespace": plugin.namespace,
             "labels": labels,
             "annotations": {naming.ANNOTATION_SPEC_HASH: digest,
@@ -174,7 +184,9 @@ def backend_pod(plugin: PluginRef, spec: PluginSpec, artifact: Artifact,
             "containers": [_backend_container(naming.BACKEND_CONTAINER, spec, config,
                                               PLUGIN_VOLUME, naming.GRPC_PORT,
                                               naming.HTTP_PORT,
-                                              attach_peers=peers_address(plugin))],
+                                              attach_peers=peers_address(plugin),
+                                              report_url=restart_report_url(
+                                                  config, plugin.namespace, name))],
             "volumes": [{"name": PLUGIN_VOLUME, "emptyDir": {"sizeLimit": "1Gi"}},
                         {"name": TMP_VOLUME, "emptyDir": {"sizeLimit": "256Mi"}}],
         },

@@ -30,6 +30,7 @@ from plugin_operator.controller.events import EventRecorder
 from plugin_operator.controller.images import ImageUnpacker
 from plugin_operator.controller.packages import PackagePipeline
 from plugin_operator.controller.plugins import PluginService
+from plugin_operator.controller.restart_reports import RestartReports
 from plugin_operator.controller.sidecars import SidecarService, TargetKey
 from plugin_operator.controller.workqueue import WorkQueue
 from plugin_operator.kube.client import api_client
@@ -77,7 +78,8 @@ class Runtime:
         self.attachment_service = AttachmentService(kube, self.config, events)
         self._spawn(self.attachments, self.attachment_service.reconcile)
         max_upload = self.config.package_limits.max_total_bytes
-        await self._serve(self.config.artifacts_port, artifact_routes(store, desk, max_upload),
+        await self._serve(self.config.artifacts_port,
+                          artifact_routes(store, desk, max_upload, RestartReports(kube)),
                           client_max_size=max_upload)
         await self._serve(self.config.metrics_port, _metrics_routes())
         log.info("operator runtime started: artifacts on :%d, metrics on :%d",

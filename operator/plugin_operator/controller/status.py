@@ -111,6 +111,8 @@ def latest_failure(pods: Sequence[ObservedPod]) -> Failure | None:
                  and p.init_termination.exit_code != 0]
     failures += [Failure(p.name, Termination(1, p.reason or "Failed", "", None))
                  for p in pods if p.phase == "Failed" and p.last_termination is None]
+    failures += [Failure(p.name, p.in_pod_exit) for p in pods
+                 if p.alive and p.in_pod_exit is not None]
     if not failures:
         return None
     return max(failures, key=lambda f: f.termination.finished_at.timestamp()

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from plugin_operator.host.front import DEFAULT_FRONT, FRONT_ENV
 from plugin_operator.host.runner import Host, HostConfig
+from plugin_operator.host.supervision import RestartPolicy
 from plugin_operator.models.settings import DEFAULT_GRAFANA_VERSION
 from plugin_operator.sdk.log import HclogJsonFormatter
 
@@ -62,6 +63,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--drain-delay", type=float, default=2.0,
                         help="seconds to keep serving after SIGTERM with health NOT_SERVING, "
                              "so Services stop sending calls first (default 2)")
+    parser.add_argument("--crash-loop-exits", type=int, default=RestartPolicy.give_up_after,
+                        help="the host restarts the plugin when it exits, until it exits this "
+                             "many times within a minute; then the host exits and the kubelet "
+                             "takes over (1: exit with the plugin; default %(default)s)")
+    parser.add_argument("--report-url",
+                        help="post a report here after each plugin restart the host does "
+                             "itself (the operator's /reports/pods/<namespace>/<pod>)")
     parser.add_argument("--log-level", default="INFO",
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"])
 
@@ -78,5 +86,6 @@ def run(args: argparse.Namespace) -> int:
                         socket_dir=args.socket_dir, ports_file=args.ports_file,
                         front=args.front, attach_bind=args.attach_bind,
                         attach_port=args.attach_port, peers=args.peers, pod_ip=args.pod_ip,
-                        drain_delay=args.drain_delay)
+                        drain_delay=args.drain_delay, report_url=args.report_url,
+                        restart_policy=RestartPolicy(give_up_after=max(1, args.crash_loop_exits)))
     return asyncio.run(Host(config).run())

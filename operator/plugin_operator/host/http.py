@@ -1,9 +1,11 @@
 """The host's HTTP side: /metrics (the host's own, plugin-front's, and the plugin's from
-CollectMetrics), /healthz, /readyz."""
+CollectMetrics), /healthz, /readyz, and /restarts (the plugin restarts it did itself)."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import (
@@ -14,6 +16,7 @@ from prometheus_client import (
     generate_latest,
 )
 
+from plugin_operator.host.cgroup import CGROUP_ROOT, CgroupMemoryCollector
 from plugin_operator.host.front import FrontError
 from plugin_operator.protocol.errors import PluginError
 
@@ -21,7 +24,7 @@ from plugin_operator.protocol.errors import PluginError
 class HostMetrics:
     """The host's own metrics, in a registry of their own (never the plugin's names)."""
 
-    def __init__(self) -> None:
+    def __init__(self, cgroup_root: Path = CGROUP_ROOT) -> None:
         self.registry = CollectorRegistry()
         self.plugin_up = Gauge("plugin_operator_host_plugin_up",
                                "1 while the plugin process runs", registry=self.registry)
@@ -37,9 +40,18 @@ class HostMetrics:
         self.front_metrics_ok = Gauge("plugin_operator_host_front_metrics_up",
                                       "1 if plugin-front's metrics were read for this scrape",
                                       registry=self.registry)
+        self.plugin_restarts = Counter("plugin_operator_host_plugin_restarts",
+                                       "Times the host restarted the plugin after it exited",
+                                       registry=self.registry)
         self.plugin_metrics_ok = Gauge("plugin_operator_host_plugin_metrics_up",
                                        "1 if the last CollectMetrics call succeeded",
                                        registry=self.registry)
+        # The gateway labels its series with plugin.json's id; this names it per pod, so a
+        # dashboard can go from a Plugin's pods to its gateway traffic.
+        self.plugin_info = Gauge("plugin_operator_host_plugin_info",
+                                 "1, labelled with the id and version of the plugin served",
+                                 ["plugin_id", "version"], registry=self.registry)
+        self.registry.register(CgroupMemoryCollector(cgroup_root))
 
 
 def _with_newline(text: bytes) -> bytes:
@@ -49,7 +61,8 @@ def _with_newline(text: bytes) -> bytes:
 def build_app(metrics: HostMetrics, *, alive: Callable[[], bool],
               ready: Callable[[], Awaitable[bool]],
               plugin_metrics: Callable[[], Awaitable[bytes]],
-              front_metrics: Callable[[], Awaitable[bytes]]) -> web.Application:
+              front_metrics: Callable[[], Awaitable[bytes]],
+              restarts: Callable[[], dict[str, Any]] = dict) -> web.Application:
     async def healthz(request: web.Request) -> web.Response:
         if alive():
             return web.Response(text="ok\n")
@@ -81,8 +94,12 @@ def build_app(metrics: HostMetrics, *, alive: Callable[[], bool],
             _with_newline(plugin_text)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
+    async def restarts_handler(request: web.Request) -> web.Response:
+        return web.json_response(restarts())
+
     app = web.Application()
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_handler)
+    app.router.add_get("/restarts", restarts_handler)
     return app

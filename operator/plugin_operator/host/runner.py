@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,8 @@ from plugin_operator.host.handshake import Handshake, HandshakeError, plugin_env
 from plugin_operator.host.http import HostMetrics, build_app
 from plugin_operator.host.logs import PluginLogRecord
 from plugin_operator.host.process import PluginProcess
+from plugin_operator.host.reports import Exit, Reporter, RestartLog
+from plugin_operator.host.supervision import RestartPolicy, Supervisor
 from plugin_operator.host.termination import (
     describe_exit,
     host_exit_code,
@@ -75,6 +78,31 @@ class HostConfig:
     peers: str | None = None  # host:port (comma-separated) listing the ready replicas
     pod_ip: str | None = None  # this pod's address among the peers
     drain_delay: float = 2.0
+    restart_policy: RestartPolicy = field(default_factory=RestartPolicy)
+    # Where to post restart reports (the operator's, for this pod); None: nowhere.
+    report_url: str | None = None
+
+
+_NO_EXIT = Exit(0, "", 0.0)
+
+
+@dataclass(frozen=True)
+class _Live:
+    """The plugin process the host serves now, its connection and its front."""
+
+    process: PluginProcess
+    client: PluginClient
+    front: FrontProcess
+
+
+@dataclass(frozen=True)
+class _Ended:
+    """How one life of the plugin ended: ``exit_code`` for the host to exit with, or the
+    plugin's ``failure`` for the supervisor to weigh."""
+
+    runner: web.AppRunner | None
+    exit_code: int | None = None
+    failure: Exit = _NO_EXIT
 
 
 def _log_plugin(record: PluginLogRecord) -> None:
@@ -102,6 +130,12 @@ class Host:
         self.config = config
         self.metrics = HostMetrics()
         self.stop_requested = asyncio.Event()
+        self.supervisor = Supervisor(time.monotonic, config.restart_policy)
+        self.restarts = RestartLog()
+        self.reporter = Reporter(config.report_url)
+        self.live: _Live  # set once the plugin first serves
+        # The ports the first front got (0 asks for any free one): later fronts keep them.
+        self._grpc_port, self._attach_port = config.grpc_port, config.attach_port
 
     def _fail(self, message: str, code: int) -> int:
         log.error(message)
@@ -115,6 +149,7 @@ class Host:
             loop.add_signal_handler(sig, self.stop_requested.set)
         try:
             plugin = load_plugin_json(cfg.plugin_dir)
+            self.metrics.plugin_info.labels(plugin.id, plugin.version).set(1)
             executable = resolve_executable(cfg.plugin_dir, plugin)
             env = plugin_environment(_child_host_env(), grafana_version=cfg.grafana_version,
                                      settings=cfg.settings, socket_dir=cfg.socket_dir,
@@ -123,11 +158,44 @@ class Host:
             front_binary = find_front(cfg.front, os.environ)
         except (PluginJsonError, ValueError, FrontError) as exc:
             return self._fail(f"cannot run plugin in {cfg.plugin_dir}: {exc}", EXIT_CONFIG_ERROR)
+        runner: web.AppRunner | None = None
+        try:
+            while True:
+                ended = await self._run_once(plugin.id, executable, env, front_binary, runner)
+                runner = ended.runner
+                if ended.exit_code is not None:
+                    return ended.exit_code
+                decision = self.supervisor.exited()
+                self.restarts.record(ended.failure)
+                self.metrics.plugin_restarts.inc()
+                if not decision.restart:
+                    log.error("the plugin keeps exiting; leaving the restarts to the kubelet",
+                              extra={"plugin_id": plugin.id})
+                    self.reporter.send(self.restarts.report())
+                    return self._fail(ended.failure.message,
+                                      host_exit_code(ended.failure.exit_code))
+                log.warning("restarting the plugin", extra={
+                    "plugin_id": plugin.id, "delay": decision.delay,
+                    "exit": describe_exit(ended.failure.exit_code)})
+                self.reporter.send(self.restarts.report())
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stop_requested.wait(), decision.delay)
+                if self.stop_requested.is_set():
+                    return 0
+        finally:
+            if runner is not None:
+                await runner.cleanup()
+            await self.reporter.close()
+
+    async def _run_once(self, plugin_id: str, executable: Path, env: Mapping[str, str],
+                        front_binary: Path, runner: web.AppRunner | None) -> _Ended:
+        """One life of the plugin process: started, served, then stopped or exited."""
+        cfg = self.config
         process = PluginProcess(executable, env, cwd=cfg.plugin_dir, on_log=_log_plugin,
                                 on_bytes=lambda s, n: self.metrics.stdio_bytes.labels(s).inc(n))
         await process.start()
         self.metrics.plugin_up.set(1)
-        log.info("plugin started", extra={"plugin_id": plugin.id, "pid": process.pid,
+        log.info("plugin started", extra={"plugin_id": plugin_id, "pid": process.pid,
                                           "executable": str(executable)})
         handshake_task = asyncio.ensure_future(process.handshake(cfg.handshake_timeout))
         stop_task = asyncio.ensure_future(self.stop_requested.wait())
@@ -136,16 +204,17 @@ class Host:
             handshake_task.cancel()
             process.kill()
             await process.wait()
-            return 0
+            return _Ended(runner, exit_code=0)
         stop_task.cancel()
         try:
             handshake = handshake_task.result()
         except HandshakeError as exc:
             process.kill()
             await process.wait()
-            return self._fail(termination_message(f"plugin {plugin.id} failed its handshake: "
-                                                  f"{exc}", process.last_lines),
-                              EXIT_HANDSHAKE_FAILED)
+            self.metrics.plugin_up.set(0)
+            return _Ended(runner, exit_code=self._fail(termination_message(
+                f"plugin {plugin_id} failed its handshake: {exc}", process.last_lines),
+                EXIT_HANDSHAKE_FAILED))
         client = PluginClient(grpc_target(handshake.network, handshake.address), timeout=10.0)
         stdio = asyncio.create_task(self._mirror_stdio(client))
         exited = asyncio.ensure_future(process.wait())
@@ -157,12 +226,16 @@ class Host:
             stdio.cancel()
             await self._stop_plugin(client, process, exited)
             await client.close()
-            return self._fail(termination_message(
-                f"plugin {plugin.id}: its gRPC front did not start: {exc}", front.last_lines),
-                EXIT_FRONT_FAILED)
+            return _Ended(runner, exit_code=self._fail(termination_message(
+                f"plugin {plugin_id}: its gRPC front did not start: {exc}", front.last_lines),
+                EXIT_FRONT_FAILED))
         self.metrics.front_up.set(1)
-        runner = await self._serve(client, front, process, plugin.id, addresses.local_port,
-                                   addresses.attach_port)
+        self._grpc_port, self._attach_port = addresses.local_port, addresses.attach_port
+        self.live = _Live(process, client, front)
+        self.supervisor.started()
+        if runner is None:
+            runner = await self._serve(plugin_id)
+        self._announce(plugin_id, addresses.local_port, addresses.attach_port, runner)
         front_exited = asyncio.ensure_future(front.wait())
         stop_task = asyncio.ensure_future(self.stop_requested.wait())
         await asyncio.wait({exited, front_exited, stop_task}, return_when=asyncio.FIRST_COMPLETED)
@@ -171,42 +244,49 @@ class Host:
         if exited.done():
             code = exited.result()
             self.metrics.plugin_up.set(0)
+            process.kill()  # leftovers in its process group
             front.kill()  # nothing left to serve; callers see the connection end
             await front.wait()
-            await self._close(runner, client, front)
-            headline = f"plugin {plugin.id} (pid {process.pid}) {describe_exit(code)}"
-            return self._fail(termination_message(headline, process.last_lines),
-                              host_exit_code(code))
+            self.metrics.front_up.set(0)
+            await front.close()
+            await client.close()
+            headline = f"plugin {plugin_id} (pid {process.pid}) {describe_exit(code)}"
+            return _Ended(runner, failure=Exit(
+                code, termination_message(headline, process.last_lines),
+                time.time()))
         if front_exited.done():
             code = front_exited.result()
             self.metrics.front_up.set(0)
             await self._stop_plugin(client, process, exited)
-            await self._close(runner, client, front)
-            headline = (f"plugin-front (pid {front.pid}), which serves plugin {plugin.id}'s "
+            await front.close()
+            await client.close()
+            headline = (f"plugin-front (pid {front.pid}), which serves plugin {plugin_id}'s "
                         f"gRPC ports, {describe_exit(code)}; the plugin was stopped")
-            return self._fail(termination_message(headline, front.last_lines),
-                              host_exit_code(code))
+            return _Ended(runner, exit_code=self._fail(
+                termination_message(headline, front.last_lines), host_exit_code(code)))
         # Stopping: the front first (its health says NOT_SERVING while it still serves for
         # the drain delay, then GOAWAY and calls in progress finish), the plugin after.
         log.info("stopping: draining the gRPC ports, then the plugin",
-                 extra={"plugin_id": plugin.id, "drain_delay": cfg.drain_delay})
+                 extra={"plugin_id": plugin_id, "drain_delay": cfg.drain_delay})
         front_code = await front.stop()
         self.metrics.front_up.set(0)
         if front_code != 0:
             log.warning("plugin-front did not stop cleanly",
                         extra={"exit": describe_exit(front_code)})
         await self._stop_plugin(client, process, exited)
-        await self._close(runner, client, front)
-        log.info("plugin stopped", extra={"plugin_id": plugin.id})
-        return 0
+        await front.close()
+        await client.close()
+        log.info("plugin stopped", extra={"plugin_id": plugin_id})
+        return _Ended(runner, exit_code=0)
 
     def _front_config(self, executable: Path, handshake: Handshake) -> FrontConfig:
         cfg = self.config
         attach = None
-        if cfg.attach_port is not None:
-            attach = host_port(cfg.attach_bind or cfg.grpc_bind, cfg.attach_port)
+        if self._attach_port is not None:
+            attach = host_port(cfg.attach_bind or cfg.grpc_bind, self._attach_port)
         return FrontConfig(executable, handshake.network, handshake.address,
-                           listen=host_port(cfg.grpc_bind, cfg.grpc_port), attach_listen=attach,
+                           listen=host_port(cfg.grpc_bind, self._grpc_port),
+                           attach_listen=attach,
                            peers=cfg.peers, self_ip=cfg.pod_ip, drain_delay=cfg.drain_delay,
                            stop_timeout=STOP_TIMEOUT)
 
@@ -220,34 +300,46 @@ class Host:
         except PluginError as exc:
             log.debug("no stdio mirroring", extra={"reason": str(exc)})
 
-    async def _serve(self, client: PluginClient, front: FrontProcess, process: PluginProcess,
-                     plugin_id: str, grpc_port: int, attach_port: int | None) -> web.AppRunner:
+    async def _serve(self, plugin_id: str) -> web.AppRunner:
+        """The HTTP side, once: it talks to whichever plugin process runs now."""
         cfg = self.config
 
         async def plugin_metrics() -> bytes:
-            result = await client.collect_metrics(
+            result = await self.live.client.collect_metrics(
                 CollectMetricsRequest(PluginContext(plugin_id=plugin_id)), timeout=5.0)
             return result.prometheus
 
-        app = build_app(self.metrics, alive=lambda: process.returncode is None,
-                        ready=lambda: client.health(timeout=2.0), plugin_metrics=plugin_metrics,
-                        front_metrics=front.metrics_text)
+        app = build_app(self.metrics, alive=self._alive,
+                        ready=lambda: self.live.client.health(timeout=2.0),
+                        plugin_metrics=plugin_metrics,
+                        front_metrics=lambda: self.live.front.metrics_text(),
+                        restarts=self.restarts.report)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, cfg.http_bind, cfg.http_port)
         await site.start()
+        return runner
+
+    def _alive(self) -> bool:
+        """Between two lives of the plugin the host restarts it: still alive."""
+        return self.live.process.returncode is None or not self.stop_requested.is_set()
+
+    def _announce(self, plugin_id: str, grpc_port: int, attach_port: int | None,
+                  runner: web.AppRunner) -> None:
+        cfg = self.config
         http_port = runner.addresses[0][1]
         ports: dict[str, int | str] = {"grpc": grpc_port, "http": http_port,
-                                       "pid": process.pid, "front_pid": front.pid,
-                                       "plugin": client.target}
+                                       "pid": self.live.process.pid,
+                                       "front_pid": self.live.front.pid,
+                                       "plugin": self.live.client.target}
         if attach_port is not None:
             ports["attach"] = attach_port
         if cfg.ports_file is not None:
             _write_ports(cfg.ports_file, ports)
         log.info("host ready", extra={"plugin_id": plugin_id, "grpc_port": grpc_port,
                                       "attach_port": attach_port, "peers": cfg.peers,
-                                      "http_port": http_port, "plugin_address": client.target})
-        return runner
+                                      "http_port": http_port,
+                                      "plugin_address": self.live.client.target})
 
     async def _stop_plugin(self, client: PluginClient, process: PluginProcess,
                            exited: asyncio.Future[int]) -> None:
@@ -262,9 +354,3 @@ class Host:
             process.kill()
             await exited
         process.kill()  # leftovers in its process group
-
-    async def _close(self, runner: web.AppRunner, client: PluginClient,
-                     front: FrontProcess) -> None:
-        await runner.cleanup()
-        await front.close()
-        await client.close()

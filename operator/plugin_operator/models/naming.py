@@ -29,6 +29,12 @@ MANAGED_BY = "plugin-operator"
 ANNOTATION_SPEC_HASH = f"{GROUP}/spec-hash"  # what the pod was built from; a change rolls it
 ANNOTATION_SIDECARS = f"{GROUP}/sidecars"  # JSON {plugin name: grpc port} on a pod template
 ANNOTATION_RESTARTS = f"{GROUP}/restarts-seen"  # container restarts already counted
+# Plugin restarts the host did inside the container (the kubelet does not see them): their
+# count over the pod's life, the host's life and count last added ("<boot>/<count>"), and
+# the last exit as JSON {exitCode, reason, message, time}.
+ANNOTATION_IN_POD_RESTARTS = f"{GROUP}/in-pod-restarts"
+ANNOTATION_IN_POD_SEEN = f"{GROUP}/in-pod-seen"
+ANNOTATION_IN_POD_LAST_EXIT = f"{GROUP}/in-pod-last-exit"
 ANNOTATION_UPLOAD_TOKEN = f"{GROUP}/upload-token"  # which upload an unpack pod makes
 
 # The ports of the host in every backend container.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import signal
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -109,6 +110,52 @@ def test_ready_backends_make_it_running_and_crashes_are_recorded(
                                and operator.status("plugin", "crashy"))
     assert status["lastFailure"]["exitCode"] == 137
     assert any("BackendReplaced" in e for e in operator.events("crashy"))
+
+
+def _post_report(operator: OperatorProcess, pod: str, report: dict[str, Any]
+                 ) -> tuple[int, str]:
+    url = f"http://127.0.0.1:{operator.artifacts_port}/reports/pods/{operator.namespace}/{pod}"
+    request = urllib.request.Request(url, data=json.dumps(report).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status, answer.read().decode()
+    except urllib.error.HTTPError as refused:
+        return refused.code, refused.read().decode()
+
+
+def test_restarts_a_host_did_in_the_pod_are_counted_once_and_reported(
+        operator: OperatorProcess, signed_testdata_python: SignedSample) -> None:
+    archive_configmap(operator, "archive", signed_testdata_python.archive)
+    operator.apply(plugin_object("selfheal", "archive"))
+    (pod,) = operator.wait_for("a pod", lambda: operator.pods("selfheal"))
+    name = pod["metadata"]["name"]
+    args = pod["spec"]["containers"][0]["args"]
+    assert args[args.index("--report-url") + 1].endswith(
+        f"/reports/pods/{operator.namespace}/{name}")
+    exit_ = {"exitCode": 2, "reason": "Error", "time": "2026-11-20T12:00:00Z",
+             "message": "plugin x (pid 9) exited with code 2\npanic: fell over"}
+    report = {"boot": "c0ffee" * 4, "restarts": 1, "last": exit_}
+
+    # Only the pod's own address is believed: this one is not 127.0.0.1.
+    operator.kubelet_reports(name, ready=True, ip="10.255.0.9")
+    assert _post_report(operator, name, report)[0] == 403
+    operator.kubelet_reports(name, ready=True)
+    operator.wait_for("Running", lambda: _phase(operator, "selfheal") == "Running")
+    assert _post_report(operator, name, {**report, "restarts": "one"})[0] == 400
+
+    assert _post_report(operator, name, report)[0] == 200
+    status = operator.wait_for("the in-pod restart counted", lambda: (
+        s := operator.status("plugin", "selfheal")).get("restarts") == 1 and s)
+    assert status["lastFailure"] == {"pod": name, **exit_}
+    assert status["phase"] == "Running"  # the container never stopped
+    operator.wait_for("a BackendCrashed event", lambda: any(
+        "BackendCrashed" in e and "fell over" in e for e in operator.events("selfheal")))
+    # The same report again adds nothing; the next restart of that life adds one.
+    assert _post_report(operator, name, report)[1] == "nothing new\n"
+    assert _post_report(operator, name, {**report, "restarts": 2})[0] == 200
+    operator.wait_for("the second in-pod restart counted", lambda: operator.status(
+        "plugin", "selfheal").get("restarts") == 2)
 
 
 def test_tampered_archive_is_rejected_and_nothing_runs(

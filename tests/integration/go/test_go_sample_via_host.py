@@ -106,9 +106,11 @@ async def test_python_client_decodes_go_frames(go_build: GoBuild, tmp_path: Path
         assert "plugin_operator_host_plugin_up 1.0" in text
 
 
-async def test_go_crash_through_the_host(go_build: GoBuild, tmp_path: Path) -> None:
+async def test_go_crash_through_a_host_that_leaves_restarts_to_the_kubelet(
+        go_build: GoBuild, tmp_path: Path) -> None:
     async with running_host(go_build.dist, tmp_path,
-                            ["--setting", "crash_after_queries=1"]) as host, \
+                            ["--setting", "crash_after_queries=1",
+                             "--crash-loop-exits", "1"]) as host, \
             PluginClient(host.grpc_target) as client:
         first = await client.query_data(QueryDataRequest(CTX, [go_query("A", queryType="table")]))
         assert first.responses["A"].status == 200

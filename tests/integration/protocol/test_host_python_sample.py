@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import grpc
@@ -31,6 +32,7 @@ from plugin_operator.protocol.models import (
 )
 from plugin_operator.protocol.stubs import backend_pb2
 from tests.support.host_launcher import running_host
+from tests.support.wait import eventually_async
 
 pytestmark = pytest.mark.integration
 
@@ -155,10 +157,41 @@ async def test_tcp_listener_works(testdata_dir: Path, tmp_path: Path) -> None:
     assert '"plugin_address": "127.0.0.1:' in host.output.read_text()
 
 
-async def test_crash_makes_the_host_exit_non_zero_with_a_message(testdata_dir: Path,
-                                                                 tmp_path: Path) -> None:
+async def test_a_crash_is_restarted_in_place_and_reported(testdata_dir: Path,
+                                                         tmp_path: Path) -> None:
     async with running_host(testdata_dir, tmp_path,
                             ["--setting", "crash_after_queries=2"]) as host, \
+            PluginClient(host.grpc_target) as client, aiohttp.ClientSession() as http:
+        await client.query_data(QueryDataRequest(CTX, [query("A", scenario="table")]))
+        with pytest.raises(PluginError):
+            await client.query_data(QueryDataRequest(CTX, [query("A", scenario="table")]))
+
+        async def restarts() -> Any:
+            async with http.get(host.http_url + "/restarts") as response:
+                report = await response.json()
+            return report if report["restarts"] == 1 else None
+
+        report = await eventually_async("the host's restart report", restarts, timeout_s=30)
+        assert report["last"]["exitCode"] == 3
+        assert "crashing on purpose after 2 queries" in report["last"]["message"]
+
+        async def serving() -> bool:
+            try:
+                reply = await client.query_data(QueryDataRequest(
+                    CTX, [query("B", scenario="table")]), timeout=2.0)
+            except PluginError:
+                return False
+            return reply.responses["B"].status == 200
+
+        await eventually_async("the restarted plugin serving", serving, timeout_s=30)
+        assert host.process.returncode is None  # the host, and so the container, stayed
+
+
+async def test_with_no_in_pod_restarts_a_crash_ends_the_host_with_a_message(
+        testdata_dir: Path, tmp_path: Path) -> None:
+    async with running_host(testdata_dir, tmp_path,
+                            ["--setting", "crash_after_queries=2",
+                             "--crash-loop-exits", "1"]) as host, \
             PluginClient(host.grpc_target) as client:
         await client.query_data(QueryDataRequest(CTX, [query("A", scenario="table")]))
         with pytest.raises(PluginError):
