@@ -1,6 +1,7 @@
 """Smoke: the Python sample plugin runs in our image under `plugin-operator host`, in a
 namespace that enforces the `restricted` Pod Security Standard, and answers gRPC from another
-pod, by pod IP and through a ClusterIP Service; when the plugin dies the container restarts.
+pod, by pod IP and through a ClusterIP Service; when the plugin dies the host restarts it, and
+when it keeps dying the container restarts.
 
 The plugin directory reaches the pod as a ConfigMap volume (all its files are small).
 """
@@ -40,6 +41,12 @@ async def main(target: str) -> None:
     print(json.dumps({{"status": result.status.name, "message": result.message}}))
 
 asyncio.run(main(sys.argv[1]))
+"""
+
+# Runs in the plugin pod: print the host's report of the plugin restarts it did.
+HOST_RESTARTS = """
+import sys, urllib.request
+print(urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/restarts", timeout=5).read().decode())
 """
 
 # Runs in the plugin pod: SIGKILL the plugin's process (not the host).
@@ -152,20 +159,48 @@ def test_the_pod_meets_the_restricted_standard(
     assert "Read-only file system" in write.stderr
 
 
-def test_killing_the_plugin_restarts_the_container(
+def test_a_killed_plugin_restarts_in_its_container_and_a_crash_loop_in_a_new_one(
     cluster: Cluster, deployed: PluginDeployment
 ) -> None:
-    def restarts() -> int:
-        status = cluster.get(deployed.namespace, "pod", "plugin")["status"]
-        return int(status["containerStatuses"][0]["restartCount"])
+    namespace = deployed.namespace
 
-    before = restarts()
-    killed = cluster.python(deployed.namespace, "plugin", KILL_PLUGIN).stdout.split()
-    assert killed, "no plugin process found in the plugin container"
-    cluster.wait_for("the plugin container to restart", lambda: restarts() > before)
-    pod = cluster.wait_ready(deployed.namespace, "plugin")
+    def container() -> dict[str, Any]:
+        status: dict[str, Any] = cluster.get(namespace, "pod", "plugin")["status"]
+        return dict(status["containerStatuses"][0])
+
+    def host_report() -> dict[str, Any]:
+        out = cluster.python(namespace, "plugin", HOST_RESTARTS, str(HTTP_PORT)).stdout
+        report: dict[str, Any] = json.loads(out)
+        return report
+
+    def kill() -> list[str]:
+        return cluster.python(namespace, "plugin", KILL_PLUGIN).stdout.split()
+
+    before = int(container()["restartCount"])
+    restarts_before = host_report()["restarts"]
+    assert kill(), "no plugin process found in the plugin container"
+    # The host restarts it in the same container: the kubelet sees no restart.
+    report = cluster.wait_for("the host's report of the restart", lambda: (
+        r := host_report())["restarts"] == restarts_before + 1 and r)
+    assert report["last"]["exitCode"] == -9, report
+    assert "killed by SIGKILL" in report["last"]["message"], report
+    result = check_health(cluster, deployed, f"{deployed.pod_ip}:{GRPC_PORT}")
+    assert result["status"] == "OK"
+    assert int(container()["restartCount"]) == before
+
+    # A crash loop is not restarted for ever in the container: after six exits within a
+    # minute the host exits, and the kubelet restarts the container with its own backoff.
+    def crash_until_the_container_restarts() -> bool:
+        if int(container().get("restartCount", 0)) > before:
+            return True
+        kill()
+        return False
+
+    cluster.wait_for("the container restarted after repeated crashes",
+                     crash_until_the_container_restarts, timeout_s=90)
+    pod = cluster.wait_ready(namespace, "plugin")
     last = pod["status"]["containerStatuses"][0]["lastState"]["terminated"]
     assert last["exitCode"] != 0
-    assert last.get("message"), "the host wrote no termination message"
-    result = check_health(cluster, deployed, f"{pod['status']['podIP']}:{GRPC_PORT}")
+    assert "killed by SIGKILL" in last.get("message", ""), "the host wrote no termination message"
+    result = check_health(cluster, deployed, f"{deployed.pod_ip}:{GRPC_PORT}")
     assert result["status"] == "OK"

@@ -147,9 +147,7 @@ def test_backend_killed_under_steady_load_loses_only_what_it_was_serving(
                       f"{gateway.gateway_logs()}"
     assert set(statuses) <= {"200", "502"}, report
     assert report["frames_missing"] == 0, report
-    # The kill really happened: the backend container of the victim restarted.
-    restarted = plugins.wait_for("the killed backend's restart recorded", lambda: any(
-        s.get("restartCount", 0) >= 1
-        for p in plugins.pods("go") if p["metadata"]["name"] == victim
-        for s in p["status"].get("containerStatuses") or []), timeout_s=60)
+    # The kill really happened: the victim's backend restarted (its host restarted it).
+    restarted = plugins.wait_for("the killed backend's restart recorded", lambda: plugins.restarts(
+        "go").get(victim, 0) >= 1, timeout_s=60)
     assert restarted

@@ -153,8 +153,7 @@ class Hardening:
         return text
 
     def backend_restarts(self) -> int:
-        return sum(s.get("restartCount", 0) for p in self.plugins.pods(PLUGIN)
-                   for s in p["status"].get("containerStatuses") or [])
+        return sum(self.plugins.restarts(PLUGIN).values())
 
     def token_reviews(self) -> float:
         """TokenReviews the apiserver has answered since it started."""

@@ -36,7 +36,7 @@ GRPC_PORT = 10000
 LOAD_INTERVAL_S = 0.2
 LOAD_MAX_REQUESTS = 1500
 
-# Runs inside the backend container: SIGKILL the plugin's process (the host then exits with it).
+# Runs inside the backend container: SIGKILL the plugin's process (its host restarts it).
 KILL_PLUGIN = """
 import os, signal, sys
 for pid in filter(str.isdigit, os.listdir('/proc')):

@@ -13,13 +13,14 @@ import hashlib
 import json
 import shutil
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from plugin_operator.models import naming
 from plugin_operator.package.archive import extract_archive
 from tests.e2e.conftest import REPO_ROOT, run_script, scoped_namespace
 from tests.e2e.install import Release, install_release
@@ -50,6 +51,16 @@ for pid in filter(str.isdigit, os.listdir('/proc')):
         os.kill(int(pid), signal.SIGKILL)
         print(pid)
 """
+
+
+def backend_restarts(pod: Mapping[str, Any]) -> int:
+    """Restarts of a backend: the kubelet's container restarts, and the plugin restarts the
+    host did in the container (the operator records those on the pod from the host's
+    reports)."""
+    annotations = (pod.get("metadata") or {}).get("annotations") or {}
+    in_pod = annotations.get(naming.ANNOTATION_IN_POD_RESTARTS, "0")
+    return int(in_pod) + sum(s.get("restartCount", 0)
+                             for s in (pod.get("status") or {}).get("containerStatuses") or [])
 
 
 @dataclass(frozen=True)
@@ -184,6 +195,10 @@ class Plugins:
     def pods(self, plugin: str, *, alive_only: bool = True) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = self.get("pods", "-l", f"{LABEL_PLUGIN}={plugin}")["items"]
         return [p for p in items if not (alive_only and p["metadata"].get("deletionTimestamp"))]
+
+    def restarts(self, plugin: str) -> dict[str, int]:
+        """{pod: restarts of its backend, both kinds} of the Plugin's pods."""
+        return {p["metadata"]["name"]: backend_restarts(p) for p in self.pods(plugin)}
 
     def events(self, name: str) -> list[str]:
         items = self.get("events", "--field-selector", f"involvedObject.name={name}")["items"]

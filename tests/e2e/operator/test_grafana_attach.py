@@ -243,9 +243,7 @@ def _backend_logs(plugins: Plugins, plugin: str) -> str:
 
 
 def _restarts(plugins: Plugins, plugin: str) -> dict[str, int]:
-    return {p["metadata"]["name"]: sum(s.get("restartCount", 0) for s in
-                                       (p.get("status") or {}).get("containerStatuses") or [])
-            for p in plugins.pods(plugin)}
+    return plugins.restarts(plugin)
 
 
 @pytest.mark.parametrize(("plugin", "plugin_id", "uid", "calls", "version"), [
