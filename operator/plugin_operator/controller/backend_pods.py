@@ -85,7 +85,7 @@ class BackendPods:
             try:
                 await self.kube.create(core_path(key.namespace, "pods"),
                                        backend_pod(ref, spec, package.artifact, self.config,
-                                                   ordinal))
+                                                   ordinal, spare=ordinal in plan.spare))
             except ConflictError:
                 log.debug("pod %s/%d exists already", key, ordinal)
         if plan.create and plan.rolling:

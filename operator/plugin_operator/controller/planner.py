@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,6 +21,7 @@ from plugin_operator.models import naming
 # How long a pod may stay in Terminating past its grace period before we force it; a pod
 # on a lost node never finishes on its own, and its name blocks the replacement.
 STUCK_TERMINATING_SECONDS = 30.0
+_SLOT = re.compile(r"^(\d+)(s?)$")  # a backend pod name's last part: ordinal, spare mark
 
 
 def parse_time(text: str | None) -> datetime | None:
@@ -53,6 +55,7 @@ class ObservedPod:
     init_failures: int = 0  # times the init step (the archive fetch) failed in this pod
     init_termination: Termination | None = None
     in_pod_exit: Termination | None = None  # the last plugin exit the host restarted
+    spare: bool = False  # named with its replica's second name (naming.pod_name)
 
     @property
     def terminal(self) -> bool:
@@ -95,7 +98,7 @@ def observe_pod(pod: Mapping[str, Any]) -> ObservedPod:
     status = pod.get("status") or {}
     annotations = metadata.get("annotations") or {}
     name = str(metadata.get("name", ""))
-    suffix = name.rsplit("-", 1)[-1]
+    slot = _SLOT.match(name.rsplit("-", 1)[-1])
     container: Mapping[str, Any] = next((c for c in status.get("containerStatuses") or []
                       if c.get("name") == naming.BACKEND_CONTAINER), {})
     ready_condition: Mapping[str, Any] = next((c for c in status.get("conditions") or []
@@ -111,7 +114,8 @@ def observe_pod(pod: Mapping[str, Any]) -> ObservedPod:
         name=name,
         uid=str(metadata.get("uid", "")),
         spec_hash=str(annotations.get(naming.ANNOTATION_SPEC_HASH, "")),
-        ordinal=int(suffix) if suffix.isdigit() else None,
+        ordinal=int(slot[1]) if slot else None,
+        spare=bool(slot and slot[2]),
         phase=str(status.get("phase", "Pending")),
         ready=ready,
         created=parse_time(metadata.get("creationTimestamp")),
@@ -135,6 +139,7 @@ class DeleteReason(enum.StrEnum):
     FAILED = "Failed"  # terminal: evicted, or its containers ended for good
     SCALED_DOWN = "ScaledDown"
     ROLLED = "Rolled"  # replaced by a pod of the new spec
+    DUPLICATE = "Duplicate"  # both names of one replica alive: the younger goes
     STUCK = "StuckTerminating"
 
 
@@ -148,6 +153,7 @@ class Deletion:
 @dataclass(frozen=True)
 class Plan:
     create: tuple[int, ...] = ()  # ordinals of pods to create with the wanted spec hash
+    spare: frozenset[int] = frozenset()  # of those, the ones to create under the second name
     delete: tuple[Deletion, ...] = ()
     waiting_for_backoff: bool = False
     rolling: bool = False
@@ -172,13 +178,21 @@ def plan_pods(replicas: int, wanted_hash: str, pods: Sequence[ObservedPod], now:
     alive = [p for p in pods if p.alive]
     new = [p for p in alive if p.spec_hash == wanted_hash]
     old = [p for p in alive if p.spec_hash != wanted_hash]
-    taken = {p.ordinal for p in pods if p.spec_hash == wanted_hash}
-    missing = [i for i in range(replicas) if i not in taken]
+    # A pod that is going keeps its name until it is gone: its replica starts again under
+    # the other name at once, or waits when both names are still held.
+    names = {(p.ordinal, p.spare) for p in pods if p.spec_hash == wanted_hash}
+    held = {p.ordinal for p in new}
+    missing = [i for i in range(replicas)
+               if i not in held and ((i, False) not in names or (i, True) not in names)]
+    spare = frozenset(i for i in missing if (i, False) in names)
 
     for pod in new:
         if pod.ordinal is None or pod.ordinal >= replicas:
             deletions.append(Deletion(pod, DeleteReason.SCALED_DOWN))
     new_in_range = [p for p in new if p.ordinal is not None and p.ordinal < replicas]
+    deletions += [Deletion(p, DeleteReason.DUPLICATE) for p in _duplicates(new_in_range, now)]
+    new_in_range = [p for p in new_in_range
+                    if not any(d.pod is p for d in deletions)]
 
     create: list[int] = []
     if not old:
@@ -193,5 +207,19 @@ def plan_pods(replicas: int, wanted_hash: str, pods: Sequence[ObservedPod], now:
         deletions += [Deletion(p, DeleteReason.ROLLED) for p in by_value[:retire]]
 
     waiting = bool(create) and backoff_remaining > 0
-    return Plan(create=() if waiting else tuple(create), delete=tuple(deletions),
-                waiting_for_backoff=waiting, rolling=bool(old))
+    return Plan(create=() if waiting else tuple(create),
+                spare=frozenset() if waiting else spare & set(create),
+                delete=tuple(deletions), waiting_for_backoff=waiting, rolling=bool(old))
+
+
+def _duplicates(pods: Sequence[ObservedPod], now: datetime) -> list[ObservedPod]:
+    """Of the pods alive under both names of one replica, all but the ready or older one.
+    The planner never creates both; only a create that an operator restart overtook could."""
+    by_ordinal: dict[int | None, list[ObservedPod]] = {}
+    for pod in pods:
+        by_ordinal.setdefault(pod.ordinal, []).append(pod)
+    extra: list[ObservedPod] = []
+    for group in by_ordinal.values():
+        keep = sorted(group, key=lambda p: (not p.ready, p.created or now))
+        extra += keep[1:]
+    return extra

@@ -155,11 +155,11 @@ def restart_report_url(config: OperatorConfig, namespace: str, pod: str) -> str:
 
 
 def backend_pod(plugin: PluginRef, spec: PluginSpec, artifact: Artifact,
-                config: OperatorConfig, ordinal: int) -> dict[str, Any]:
+                config: OperatorConfig, ordinal: int, spare: bool = False) -> dict[str, Any]:
     digest = spec_hash(spec, artifact, config)
     labels = naming.backend_labels(plugin.name, spec.plugin_id)
     labels[naming.LABEL_ARTIFACT] = artifact.sha256[:16]
-    name = naming.pod_name(plugin.name, digest, ordinal)
+    name = naming.pod_name(plugin.name, digest, ordinal, spare)
     return {
         "apiVersion": "v1",
         "kind": "Pod",

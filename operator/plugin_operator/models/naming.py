@@ -85,10 +85,12 @@ def peers_service_name(plugin_name: str) -> str:
     return _bounded("peers", plugin_name)
 
 
-def pod_name(plugin_name: str, spec_hash: str, ordinal: int) -> str:
+def pod_name(plugin_name: str, spec_hash: str, ordinal: int, spare: bool = False) -> str:
     """Backend pod names are deterministic, so a restarted operator can never create twins:
-    the apiserver refuses a second pod with the same name."""
-    suffix = f"-{spec_hash[:10]}-{ordinal}"
+    the apiserver refuses a second pod with the same name. Each replica has two names:
+    while a pod under one is going away (its graceful end takes seconds), its replacement
+    starts under the other (``spare``), never under a third."""
+    suffix = f"-{spec_hash[:10]}-{ordinal}" + ("s" if spare else "")
     return _bounded("", plugin_name, _DNS_LABEL_MAX - len(suffix)) + suffix
 
 

@@ -95,7 +95,7 @@ def test_ready_backends_make_it_running_and_crashes_are_recorded(
                       lambda: any("BackendCrashed" in e and "panic" in e
                                   for e in operator.events("crashy")))
 
-    # A pod that failed for good (evicted) is replaced under the same name.
+    # A pod that failed for good (evicted) is replaced under its replica's second name.
     operator.kubelet_reports(name, ready=False, phase="Failed", restarts=1,
                              terminated={"exitCode": 137, "reason": "Evicted",
                                          "finishedAt": "2026-11-20T12:05:00Z"})
@@ -104,7 +104,7 @@ def test_ready_backends_make_it_running_and_crashes_are_recorded(
         "a replacement pod",
         lambda: [p for p in operator.pods("crashy") if p["metadata"]["uid"] != old_uid
                  and not p["metadata"].get("deletionTimestamp")])
-    assert replacement[0]["metadata"]["name"] == name
+    assert replacement[0]["metadata"]["name"] == f"{name}s"
     status = operator.wait_for("the replacement counted",
                                lambda: operator.status("plugin", "crashy").get("restarts") == 2
                                and operator.status("plugin", "crashy"))

@@ -16,12 +16,15 @@ NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
 
 def pod(ordinal: int, spec_hash: str = "h1", *, ready: bool = True, phase: str = "Running",
-        deleting: datetime | None = None, created_ago: int = 60) -> ObservedPod:
-    return ObservedPod(name=f"p-{spec_hash}-{ordinal}", uid=f"uid-{spec_hash}-{ordinal}",
+        deleting: datetime | None = None, created_ago: int = 60,
+        spare: bool = False) -> ObservedPod:
+    mark = "s" if spare else ""
+    return ObservedPod(name=f"p-{spec_hash}-{ordinal}{mark}",
+                       uid=f"uid-{spec_hash}-{ordinal}{mark}",
                        spec_hash=spec_hash, ordinal=ordinal, phase=phase, ready=ready,
                        created=NOW - timedelta(seconds=created_ago),
                        deleting_since=deleting, grace_seconds=10, restarts=0,
-                       restarts_counted=0, reason="", last_termination=None)
+                       restarts_counted=0, reason="", last_termination=None, spare=spare)
 
 
 def test_creates_every_missing_replica_at_once() -> None:
@@ -36,11 +39,31 @@ def test_steady_state_does_nothing() -> None:
     assert plan.delete == ()
 
 
-def test_failed_pod_is_deleted_and_its_name_waits() -> None:
+def test_a_failed_pod_is_replaced_at_once_under_its_replicas_second_name() -> None:
     plan = plan_pods(2, "h1", [pod(0), pod(1, phase="Failed", ready=False)], NOW)
     assert [(d.pod.ordinal, d.reason, d.force) for d in plan.delete] == [
         (1, DeleteReason.FAILED, True)]
-    # The replacement reuses the name, so it can only be created once the old pod is gone.
+    # The failed pod holds its name until it is gone; the replacement needs no wait.
+    assert plan.create == (1,)
+    assert plan.spare == {1}
+
+
+def test_a_going_pods_replacement_takes_the_free_name_and_never_a_third() -> None:
+    going = pod(0, deleting=NOW - timedelta(seconds=1))
+    plan = plan_pods(1, "h1", [going], NOW)
+    assert (plan.create, plan.spare) == ((0,), {0})
+    # Its replacement went too, before the first was gone: the first name is free again...
+    going_spare = pod(0, deleting=NOW, spare=True)
+    assert plan_pods(1, "h1", [going_spare], NOW).spare == frozenset()
+    # ...and while both names are held, the replica waits for one.
+    assert plan_pods(1, "h1", [going, going_spare], NOW).create == ()
+
+
+def test_a_replica_alive_under_both_names_keeps_one() -> None:
+    first, second = pod(0, created_ago=60), pod(0, created_ago=5, spare=True)
+    plan = plan_pods(1, "h1", [first, second], NOW)
+    assert [(d.pod.name, d.reason) for d in plan.delete] == [
+        ("p-h1-0s", DeleteReason.DUPLICATE)]
     assert plan.create == ()
 
 
@@ -88,7 +111,8 @@ def test_pod_stuck_terminating_is_forced() -> None:
     plan = plan_pods(2, "h1", [stuck, recent], NOW)
     assert [(d.pod.name, d.reason, d.force) for d in plan.delete] == [
         ("p-h1-0", DeleteReason.STUCK, True)]
-    assert plan.create == ()
+    # Both replicas start again under their second names meanwhile.
+    assert (plan.create, plan.spare) == ((0, 1), {0, 1})
 
 
 def test_observe_pod_reads_the_kubelets_report() -> None:
@@ -146,3 +170,12 @@ def test_a_pod_still_fetching_for_the_first_time_is_left_alone() -> None:
             "name": "fetch-plugin", "restartCount": 0, "state": {"running": {}}}]},
     })
     assert plan_pods(1, "h1", [fetching], NOW).delete == ()
+
+
+def test_observe_pod_reads_the_replica_and_which_of_its_names() -> None:
+    first = observe_pod({"metadata": {"name": "sample-0123456789-2"}, "status": {}})
+    second = observe_pod({"metadata": {"name": "sample-0123456789-2s"}, "status": {}})
+    stray = observe_pod({"metadata": {"name": "sample-0123456789-2x"}, "status": {}})
+    assert (first.ordinal, first.spare) == (2, False)
+    assert (second.ordinal, second.spare) == (2, True)
+    assert stray.ordinal is None
