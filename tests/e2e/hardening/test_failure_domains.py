@@ -125,7 +125,7 @@ def test_the_data_plane_survives_an_operator_restart_with_the_source_gone(
                      timeout_s=120)
     plugins.wait_for("three ready replicas, started without the plugin's source",
                      functools.partial(plugin_running, plugins, 3), timeout_s=240)
-    # Backend pod names are deterministic: the replacement has the victim's name.
+    # The replacement started under the replica's other name while the victim went away.
     assert victim["uid"] not in {p["metadata"]["uid"] for p in plugins.pods(PLUGIN)}
     assert_all_answered(hardening.finish(files), hardening)
     good = hardening.client.call("POST", "/api/ds/query", token=hardening.client.allowed_token,
