@@ -158,4 +158,21 @@ def restricted_pod(name: str, image: str, command: list[str], **extra: Any) -> d
     }
 
 
+# Runs in a plugin container: SIGKILL the processes whose command (argv 0 or 1) contains one of
+# the arguments: the plugin, not the host that supervises it.
+KILL_PLUGIN = """
+import os, signal, sys
+names = [n.encode() for n in sys.argv[1:]]
+for pid in filter(str.isdigit, os.listdir('/proc')):
+    if int(pid) == os.getpid():  # this script's own command line names the plugin too
+        continue
+    try:
+        cmdline = open(f'/proc/{pid}/cmdline', 'rb').read().split(b'\\0')
+    except OSError:
+        continue
+    if any(name in part for part in cmdline[:2] for name in names):
+        os.kill(int(pid), signal.SIGKILL)
+        print(pid)
+"""
+
 SLEEP_FOREVER = ["python3", "-c", "import signal; signal.pause()"]

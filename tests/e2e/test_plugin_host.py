@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import REPO_ROOT, create_namespace, delete_namespace
-from tests.e2e.kube import SLEEP_FOREVER, Cluster, restricted_pod
+from tests.e2e.kube import KILL_PLUGIN, SLEEP_FOREVER, Cluster, restricted_pod
 
 PLUGIN_DIR = REPO_ROOT / "plugins" / "testdata-python"
 PLUGIN_ID = "plugin-operator-testdata-datasource"
@@ -49,20 +49,6 @@ import sys, urllib.request
 print(urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/restarts", timeout=5).read().decode())
 """
 
-# Runs in the plugin pod: SIGKILL the plugin's process (not the host).
-KILL_PLUGIN = """
-import os, signal
-for pid in filter(str.isdigit, os.listdir('/proc')):
-    if int(pid) == os.getpid():  # this script's own command line names the plugin too
-        continue
-    try:
-        cmdline = open(f'/proc/{pid}/cmdline', 'rb').read().split(b'\\0')
-    except OSError:
-        continue
-    if any(b'gpx_testdata_python' in part or b'testdata_plugin' in part for part in cmdline):
-        os.kill(int(pid), signal.SIGKILL)
-        print(pid)
-"""
 
 
 @dataclass(frozen=True)
@@ -174,7 +160,8 @@ def test_a_killed_plugin_restarts_in_its_container_and_a_crash_loop_in_a_new_one
         return report
 
     def kill() -> list[str]:
-        return cluster.python(namespace, "plugin", KILL_PLUGIN).stdout.split()
+        return cluster.python(namespace, "plugin", KILL_PLUGIN, "gpx_testdata_python",
+                              "testdata_plugin").stdout.split()
 
     before = int(container()["restartCount"])
     restarts_before = host_report()["restarts"]

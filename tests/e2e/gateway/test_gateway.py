@@ -10,7 +10,7 @@ from typing import Any
 
 from tests.e2e.gateway.client import LOAD
 from tests.e2e.gateway.conftest import GO_UID, PYTHON_UID, GatewayClient
-from tests.e2e.operator.conftest import KILL_PLUGIN
+from tests.e2e.kube import KILL_PLUGIN
 
 RANGE = {"from": "now-1h", "to": "now"}
 GO_QUERY = {"refId": "G", "datasource": {"uid": GO_UID}, "queryType": "randomWalk",

@@ -23,7 +23,12 @@ from tests.e2e.journey.conftest import (
     Prometheus,
     wait_for,
 )
-from tests.e2e.kube import RESTRICTED_CONTAINER_SECURITY, RESTRICTED_POD_SECURITY, Cluster
+from tests.e2e.kube import (
+    KILL_PLUGIN,
+    RESTRICTED_CONTAINER_SECURITY,
+    RESTRICTED_POD_SECURITY,
+    Cluster,
+)
 
 pytestmark = pytest.mark.usefixtures("examples_running")
 
@@ -36,20 +41,6 @@ GRPC_PORT = 10000
 LOAD_INTERVAL_S = 0.2
 LOAD_MAX_REQUESTS = 1500
 
-# Runs inside the backend container: SIGKILL the plugin's process (its host restarts it).
-KILL_PLUGIN = """
-import os, signal, sys
-for pid in filter(str.isdigit, os.listdir('/proc')):
-    if int(pid) == os.getpid():
-        continue
-    try:
-        argv = open(f'/proc/{pid}/cmdline', 'rb').read().split(b'\\0')[:2]
-    except OSError:
-        continue
-    if any(sys.argv[1].encode() in part for part in argv):
-        os.kill(int(pid), signal.SIGKILL)
-        print(pid)
-"""
 
 # Runs in a pod: exit 0 when a TCP connection to argv[1]:argv[2] succeeds within 3 s.
 CONNECT = """

@@ -36,21 +36,6 @@ ARCHIVE_SERVER = "archives"
 ARCHIVE_PORT = 8080
 PLUGIN_IMAGE = "plugin-operator.dev/e2e-testdata-plugin:0.1.0"  # FROM scratch, see below
 
-# Runs in a backend container: SIGKILL the plugin's process (not the host that supervises it).
-KILL_PLUGIN = """
-import os, signal, sys
-names = [n.encode() for n in sys.argv[1:]]
-for pid in filter(str.isdigit, os.listdir('/proc')):
-    if int(pid) == os.getpid():  # this script's own command line names the plugin too
-        continue
-    try:
-        cmdline = open(f'/proc/{pid}/cmdline', 'rb').read().split(b'\\0')
-    except OSError:
-        continue
-    if any(name in part for part in cmdline[:2] for name in names):
-        os.kill(int(pid), signal.SIGKILL)
-        print(pid)
-"""
 
 
 def backend_restarts(pod: Mapping[str, Any]) -> int:

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from tests.e2e.kube import KILL_PLUGIN
 from tests.e2e.operator.conftest import (
-    KILL_PLUGIN,
     SAMPLE_GO_ID,
     ArchiveServer,
     Plugins,
