@@ -23,6 +23,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "fetch": ("plugin_operator.package.cli", "fetch and check a plugin archive into a folder"),
     "verify": ("plugin_operator.signatures.cli", "verify a plugin's signature like Grafana"),
     "pack": ("plugin_operator.package.pack_cli", "zip a plugin folder, to a file or an upload"),
+    "mirror": ("plugin_operator.package.mirror_cli",
+               "copy plugins from a catalog into an offline bundle (a catalog on disk)"),
 }
 
 

@@ -183,7 +183,8 @@ class AttachmentService:
         else:
             address = plan.pod_mode_address(name, namespace)
         return Listed(name, plan.AttachedPlugin(
-            name=name, plugin_id=spec.plugin_id, version=spec.version,
+            name=name, plugin_id=spec.plugin_id,
+            version=spec.version or artifact.catalog_version or "",  # a catalog's latest
             artifact=Artifact(artifact.sha256, artifact.size),
             mode=spec.mode, address=address), "", spec.plugin_id)
 

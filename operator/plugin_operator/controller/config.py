@@ -18,6 +18,8 @@
     gateway: {namespace: plugin-operator, deployment: plugin-operator-gateway}
     healthCheckTimeout: 10s
     packageLimits: {maxTotalBytes: 536870912, maxFiles: 10000, maxRatio: 100}
+    tracing: {otlpAddress: tempo.monitoring.svc:4317, samplerType: const, samplerParam: 1}
+    catalog: {url: https://grafana.com/api/plugins}   # or file:///bundle/plugins (offline)
 
 Every key has an environment variable, PLUGIN_OPERATOR_<KEY IN UPPER SNAKE CASE>
 (lists comma-separated, nested keys joined by '_': PLUGIN_OPERATOR_BACKOFF_MAX=2m).
@@ -33,8 +35,11 @@ from typing import Any
 
 import yaml
 
+from plugin_operator.controller import tracing
+from plugin_operator.controller.tracing import TracingSettings
 from plugin_operator.models.resources import SpecError, parse_duration
 from plugin_operator.models.settings import DEFAULT_GRAFANA_VERSION
+from plugin_operator.package.catalog import DEFAULT_CATALOG_URL
 
 ENV_PREFIX = "PLUGIN_OPERATOR_"
 DEFAULT_CONFIG_PATH = Path("/etc/plugin-operator/config.yaml")
@@ -81,6 +86,11 @@ class OperatorConfig:
     gateway_deployment: str = "plugin-operator-gateway"
     health_check_timeout: float = 10.0
     package_limits: PackageLimitSettings = field(default_factory=PackageLimitSettings)
+    # Where plugin backends send their own spans (GF_INSTANCE_OTLP_*; controller/tracing.py).
+    tracing: TracingSettings = field(default_factory=TracingSettings)
+    # Where spec.source.catalog resolves versions when the Plugin names no catalog: a
+    # grafana.com-style plugin API, or a bundle of `plugin-operator mirror` on disk (file://).
+    catalog_url: str = DEFAULT_CATALOG_URL
 
 
 # setting path -> (kind, attribute). Kinds convert both YAML values and env strings.
@@ -108,6 +118,12 @@ _SETTINGS: dict[str, tuple[str, str]] = {
     "packageLimits.maxTotalBytes": ("int", "package_limits.max_total_bytes"),
     "packageLimits.maxFiles": ("int", "package_limits.max_files"),
     "packageLimits.maxRatio": ("int", "package_limits.max_ratio"),
+    "tracing.otlpAddress": ("otlpAddress", "tracing.otlp_address"),
+    "tracing.propagation": ("propagation", "tracing.propagation"),
+    "tracing.samplerType": ("samplerType", "tracing.sampler_type"),
+    "tracing.samplerParam": ("samplerParam", "tracing.sampler_param"),
+    "tracing.samplerRemoteUrl": ("samplerUrl", "tracing.sampler_remote_url"),
+    "catalog.url": ("catalog", "catalog_url"),
 }
 
 
@@ -124,6 +140,11 @@ def _convert(kind: str, value: Any, setting: str, origin: str) -> Any:
     # Environment variables can only spell lists as comma-separated text; a file must use
     # a YAML list, so that a forgotten dash is an error rather than a one-item list.
     from_env = origin.startswith(ENV_PREFIX) and isinstance(value, str)
+    if kind in tracing.KINDS:  # these may be empty, unlike the strings below
+        try:
+            return tracing.convert(kind, value)
+        except ValueError as exc:
+            raise ConfigError(f"{where} {exc}") from None
     if kind in ("list", "paths", "urls"):
         items = [v.strip() for v in value.split(",") if v.strip()] if from_env else value
         if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
@@ -154,6 +175,11 @@ def _convert(kind: str, value: Any, setting: str, origin: str) -> Any:
         raise ConfigError(f"{where} must be Always, IfNotPresent or Never, not {value!r}")
     if kind == "url" and not value.startswith(("http://", "https://")):
         raise ConfigError(f"{where} must be an http:// or https:// URL, not {value!r}")
+    if kind == "catalog":
+        if not value.startswith(("http://", "https://", "file:///")):
+            raise ConfigError(f"{where} must be an http://, https:// or file:/// URL (a "
+                              f"bundle's plugins folder), not {value!r}")
+        return value.rstrip("/")
     return Path(value) if kind == "path" else value
 
 
@@ -201,7 +227,7 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
 
 def _build(settings: Mapping[str, Any]) -> OperatorConfig:
     top: dict[str, Any] = {}
-    nested: dict[str, dict[str, Any]] = {"backoff": {}, "package_limits": {}}
+    nested: dict[str, dict[str, Any]] = {"backoff": {}, "package_limits": {}, "tracing": {}}
     for setting, value in settings.items():
         attribute = _SETTINGS[setting][1]
         group, _, name = attribute.partition(".")
@@ -213,5 +239,11 @@ def _build(settings: Mapping[str, Any]) -> OperatorConfig:
     if backoff.initial > backoff.max:
         raise ConfigError(f"backoff.initial ({backoff.initial:g}s) must not exceed backoff.max "
                           f"({backoff.max:g}s)")
+    traces = TracingSettings(**nested["tracing"])
+    try:
+        tracing.check(traces)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     return OperatorConfig(**top, backoff=backoff,
-                          package_limits=PackageLimitSettings(**nested["package_limits"]))
+                          package_limits=PackageLimitSettings(**nested["package_limits"]),
+                          tracing=traces)

@@ -1,9 +1,11 @@
-"""Where a Plugin's package comes from: its image, its URL or its ConfigMap, fetched (or
-reused from what the status records) and verified."""
+"""Where a Plugin's package comes from: its image, its URL, its ConfigMap or a plugin
+catalog, fetched (or reused from what the status records) and verified."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+from dataclasses import replace
 
 from plugin_operator.controller.images import ImageUnpacker, image_origin
 from plugin_operator.controller.packages import (
@@ -13,9 +15,10 @@ from plugin_operator.controller.packages import (
     UrlInput,
     VerifiedPackage,
 )
-from plugin_operator.controller.podspec import PluginRef
+from plugin_operator.controller.podspec import Artifact, PluginRef
 from plugin_operator.kube.rest import KubeApi, NotFoundError, core_path
 from plugin_operator.models.resources import (
+    CatalogSource,
     ConfigMapSource,
     ImageSource,
     ObjectRef,
@@ -23,6 +26,8 @@ from plugin_operator.models.resources import (
     UrlSource,
 )
 from plugin_operator.models.status import ArtifactStatus, Phase, PluginStatus
+from plugin_operator.package.catalog import CatalogError, normalize_version
+from plugin_operator.package.catalog_client import resolve
 
 
 class PluginSources:
@@ -53,6 +58,8 @@ class PluginSources:
                                    origin=image_origin(source)) from exc
         if recorded.image or status.phase is Phase.VERIFYING:
             await self.images.forget(ref)  # it came, or was coming, from an image
+        if isinstance(source, CatalogSource):
+            return await self._from_catalog(spec, source, status, generation)
         if isinstance(source, UrlSource):
             # An unpinned URL is fetched once per spec generation, not on every pass: the
             # digest it gave is reused, from the store or else from the mirrors.
@@ -63,6 +70,59 @@ class PluginSources:
         else:
             artifact = await self.pipeline.fetch(await self._configmap_bytes(key, source))
         return await self.pipeline.verify(artifact, spec)
+
+    async def _from_catalog(self, spec: PluginSpec, source: CatalogSource,
+                            status: PluginStatus, generation: int) -> VerifiedPackage:
+        config = self.pipeline.config
+        base = source.url or config.catalog_url
+        recorded = status.artifact or ArtifactStatus()
+        # The version this generation resolved to, kept so that a restart (or a catalog
+        # that published a newer one meanwhile) never changes what runs: `latest` is asked
+        # once per spec generation, and the archive stays the one verified then.
+        kept = recorded.catalog_version if (
+            recorded.catalog_version and recorded.sha256
+            and status.observed_generation == generation
+            and (source.latest or normalize_version(recorded.catalog_version)
+                 == normalize_version(source.version))) else None
+        pin = source.sha256 or (recorded.sha256 if kept else None)
+        if kept and pin and await self.pipeline.refill(pin):
+            artifact, version = Artifact(pin, self.pipeline.store.size(pin)), kept
+        else:
+            artifact, version = await self._download(spec.plugin_id, base, kept or
+                                                     source.version, pin, bool(source.sha256))
+        # A catalog's `latest` leaves spec.version empty: the package must hold what it gave.
+        return await self.pipeline.verify(artifact, replace(spec,
+                                                            version=spec.version or version))
+
+    async def _download(self, plugin_id: str, base: str, wanted: str, pin: str | None,
+                        pinned_by_spec: bool) -> tuple[Artifact, str]:
+        try:
+            resolved = await asyncio.to_thread(
+                resolve, base, plugin_id, wanted,
+                grafana_version=self.pipeline.config.grafana_version)
+        except CatalogError as exc:
+            raise PackageError(exc.code, f"catalog {base}: {exc.message}",
+                               retryable=exc.retryable) from None
+        selection = resolved.selection
+        published = selection.sha256 or None
+        what = f"{plugin_id} {selection.version} ({selection.package})"
+        if pin and published and published != pin:
+            pinned = "spec.source.sha256 pins" if pinned_by_spec else "the verified archive is"
+            raise PackageError("checksumMismatch",
+                               f"the catalog {base} publishes SHA-256 {published} for {what}, "
+                               f"but {pinned} {pin}; the catalog changed the archive, or the "
+                               "pin is wrong")
+        try:
+            artifact = await self.pipeline.fetch(UrlInput(resolved.source, pin or published))
+        except PackageError as exc:
+            if exc.code != "archiveDigestMismatch":
+                raise
+            # Grafana's installer refuses such an archive too (plugin.checksumMismatch).
+            raise PackageError("checksumMismatch",
+                               f"the archive the catalog {base} gave for {what} does not have "
+                               f"the SHA-256 {pin or published} expected of it: {exc.message}"
+                               ) from exc
+        return artifact, selection.version
 
     async def _configmap_bytes(self, key: ObjectRef, source: ConfigMapSource) -> BytesInput:
         origin = f"ConfigMap {key.namespace}/{source.name} key {source.key}"

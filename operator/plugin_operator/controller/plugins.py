@@ -34,6 +34,7 @@ from plugin_operator.models import naming
 from plugin_operator.models.resources import (
     API_VERSION,
     PLUGIN_PLURAL,
+    CatalogSource,
     ImageSource,
     Mode,
     ObjectRef,
@@ -250,7 +251,10 @@ class PluginService:
                                plugin.streaming, plugin.alerting),
             artifact=ArtifactStatus(package.artifact.sha256, package.artifact.size,
                                     package.artifact.url(self.config), origin.get("image"),
-                                    origin.get("imagePath")),
+                                    origin.get("imagePath"),
+                                    # verify checked that this is the version resolved
+                                    package.plugin.version
+                                    if isinstance(spec.source, CatalogSource) else None),
             last_failure=status.last_failure,
             conditions=(
                 transition(previous, "SignatureValid", True, "Verified",

@@ -78,7 +78,24 @@ class ImageSource:
     pull_policy: str = "IfNotPresent"
 
 
-PluginSource = UrlSource | ConfigMapSource | ImageSource
+LATEST = "latest"
+
+
+@dataclass(frozen=True)
+class CatalogSource:
+    """A version from a plugin catalog that speaks grafana.com's API (``url``: its base,
+    e.g. a company mirror; None: the operator's). ``version`` may be ``latest``."""
+
+    version: str
+    url: str | None = None
+    sha256: str | None = None
+
+    @property
+    def latest(self) -> bool:
+        return self.version == LATEST
+
+
+PluginSource = UrlSource | ConfigMapSource | ImageSource | CatalogSource
 
 
 @dataclass(frozen=True)
@@ -91,7 +108,7 @@ class WorkloadRef:
 @dataclass(frozen=True)
 class PluginSpec:
     plugin_id: str
-    version: str
+    version: str  # "" for a catalog's latest until resolved (status.artifact.catalogVersion)
     source: PluginSource
     signature_policy: SignaturePolicy = SignaturePolicy.REQUIRE_VALID
     mode: Mode = Mode.POD
@@ -169,14 +186,18 @@ def _secret_refs(data: Mapping[str, Any], where: str) -> dict[str, SecretKeyRef]
     return refs
 
 
-def _parse_source(source: Mapping[str, Any]) -> PluginSource:
+def _parse_source(source: Mapping[str, Any], version: str) -> PluginSource:
     where = "spec.source"
-    kinds = [k for k in ("url", "configMapRef", "image") if source.get(k)]
+    # An empty catalog mapping is a choice (spec.version names the version), not an absence.
+    kinds = [k for k in ("url", "configMapRef", "image", "catalog")
+             if source.get(k) or (k == "catalog" and isinstance(source.get(k), Mapping))]
     if len(kinds) != 1:
-        raise SpecError(where, "must set exactly one of url, configMapRef or image")
+        raise SpecError(where, "must set exactly one of url, configMapRef, image or catalog")
     sha256: str | None = _get(source, "sha256", where, str)
     if sha256 is not None and not re.fullmatch(r"[a-f0-9]{64}", sha256):
         raise SpecError(f"{where}.sha256", "must be 64 lowercase hexadecimal digits")
+    if kinds == ["catalog"]:
+        return _parse_catalog(_get(source, "catalog", where, Mapping), version, sha256)
     if kinds == ["url"]:
         return UrlSource(url=_required_str(source, "url", where), sha256=sha256)
     if kinds == ["configMapRef"]:
@@ -189,6 +210,22 @@ def _parse_source(source: Mapping[str, Any]) -> PluginSource:
                        path=_get(image, "path", f"{where}.image", str, "/plugin"),
                        pull_policy=_get(image, "pullPolicy", f"{where}.image", str,
                                         "IfNotPresent"))
+
+
+def _parse_catalog(catalog: Mapping[str, Any], version: str,
+                   sha256: str | None) -> CatalogSource:
+    where = "spec.source.catalog"
+    wanted: str = _get(catalog, "version", where, str, "") or version
+    if not wanted:
+        raise SpecError(f"{where}.version", "is required when spec.version is not set "
+                                            "(a version such as 1.2.3, or latest)")
+    if version and wanted.lstrip("v") != version.lstrip("v"):
+        raise SpecError(f"{where}.version", f"{wanted!r} contradicts spec.version "
+                                            f"{version!r}; set only one of them")
+    url: str | None = _get(catalog, "url", where, str) or None
+    if url is not None and not url.startswith(("http://", "https://")):
+        raise SpecError(f"{where}.url", "must be an http:// or https:// URL")
+    return CatalogSource(version=wanted, url=url.rstrip("/") if url else None, sha256=sha256)
 
 
 def _enum(enum_type: type[enum.StrEnum], value: str, where: str) -> Any:
@@ -227,10 +264,16 @@ def parse_plugin_spec(spec: Mapping[str, Any]) -> PluginSpec:
     app = _get(spec, "app", "spec", Mapping, {})
     policy = _get(_get(spec, "signature", "spec", Mapping, {}), "policy", "spec.signature", str,
                   "RequireValid")
+    version: str = _get(spec, "version", "spec", str, "")
+    source = _parse_source(_get(spec, "source", "spec", Mapping, {}), version)
+    if not version and not isinstance(source, CatalogSource):
+        raise SpecError("spec.version", "is required")
     return PluginSpec(
         plugin_id=_required_str(spec, "pluginId", "spec"),
-        version=_required_str(spec, "version", "spec"),
-        source=_parse_source(_get(spec, "source", "spec", Mapping, {})),
+        # Empty only for a catalog's latest: the version it resolves to is in status.
+        version=version or (source.version if isinstance(source, CatalogSource)
+                            and not source.latest else ""),
+        source=source,
         signature_policy=_enum(SignaturePolicy, policy, "spec.signature.policy"),
         mode=mode,
         replicas=replicas,

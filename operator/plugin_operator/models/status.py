@@ -191,22 +191,26 @@ class PluginInfo:
 
 @dataclass(frozen=True)
 class ArtifactStatus:
-    """``status.artifact``: the verified archive, and the image it came from if any."""
+    """``status.artifact``: the verified archive, and the image or catalog version it came
+    from if any (a catalog's ``latest`` is resolved once: later passes keep this version)."""
 
     sha256: str = ""
     size: int = 0
     url: str | None = None
     image: str | None = None
     image_path: str | None = None
+    catalog_version: str | None = None
 
     @classmethod
     def parse(cls, raw: Mapping[str, Any]) -> Self:
         return cls(str(raw.get("sha256") or ""), _integer(raw, "size") or 0,
-                   _text(raw, "url"), _text(raw, "image"), _text(raw, "imagePath"))
+                   _text(raw, "url"), _text(raw, "image"), _text(raw, "imagePath"),
+                   _text(raw, "catalogVersion"))
 
     def to_json(self) -> dict[str, Any]:
         return _compact({"sha256": self.sha256, "size": self.size, "url": self.url,
-                         "image": self.image, "imagePath": self.image_path})
+                         "image": self.image, "imagePath": self.image_path,
+                         "catalogVersion": self.catalog_version})
 
 
 @dataclass(frozen=True)

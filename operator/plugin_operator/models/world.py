@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from plugin_operator.models import naming
@@ -104,7 +104,11 @@ def parse_plugin(obj: Mapping[str, Any]) -> PluginRecord:
     except SpecError as exc:
         raise ObjectError(f"Plugin {key}: {exc}") from exc
     created = str((obj.get("metadata") or {}).get("creationTimestamp") or "")
-    return PluginRecord(key, spec, PluginStatus.parse(obj.get("status")), created)
+    status = PluginStatus.parse(obj.get("status"))
+    if not spec.version and status.artifact and status.artifact.catalog_version:
+        # A catalog's latest: the version it resolved to is what runs.
+        spec = replace(spec, version=status.artifact.catalog_version)
+    return PluginRecord(key, spec, status, created)
 
 
 def parse_datasource(obj: Mapping[str, Any]) -> DataSourceRecord:

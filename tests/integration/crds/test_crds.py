@@ -57,9 +57,9 @@ def _with(base: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
 INVALID_OBJECTS = [
     ("no source", _with(VALID_PLUGIN, "spec.source", ...), "spec.source: Required value"),
     ("empty source", _with(VALID_PLUGIN, "spec.source", {}),
-     "must set exactly one of url, configMapRef or image"),
+     "must set exactly one of url, configMapRef, image or catalog"),
     ("two sources", _with(VALID_PLUGIN, "spec.source.configMapRef", {"name": "c", "key": "k"}),
-     "must set exactly one of url, configMapRef or image"),
+     "must set exactly one of url, configMapRef, image or catalog"),
     ("sha256 not hex", _with(VALID_PLUGIN, "spec.source.sha256", "XYZ"),
      "64 lowercase hexadecimal digits"),
     ("sha256 with image", _with(_with(VALID_PLUGIN, "spec.source", {"image": {
@@ -254,7 +254,7 @@ def test_kubectl_get_shows_the_printer_columns(crds: ControlPlane, namespace: st
 
 
 @pytest.mark.parametrize(("field", "expected"), [
-    ("plugin.spec.source", ["exactly one of url, configMapRef or image",
+    ("plugin.spec.source", ["exactly one of url, configMapRef, image or catalog",
                             "configMapRef <Object>", "sha256 <string>", "url <string>",
                             "Expected SHA-256 of the archive"]),
     ("plugin.status.lastFailure", ["The most recent backend crash", "exitCode <integer>"]),

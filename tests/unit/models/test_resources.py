@@ -61,7 +61,7 @@ def test_image_source_defaults() -> None:
 
 
 @pytest.mark.parametrize(("change", "field", "problem"), [
-    ({"source": {}}, "spec.source", "exactly one of url, configMapRef or image"),
+    ({"source": {}}, "spec.source", "exactly one of url, configMapRef, image or catalog"),
     ({"source": {"url": "u", "image": {"reference": "r"}}}, "spec.source", "exactly one"),
     ({"source": {"url": "u", "sha256": "abc"}}, "spec.source.sha256", "64 lowercase"),
     ({"source": {"configMapRef": {"name": "cm"}}}, "spec.source.configMapRef.key", "required"),
