@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from plugin_operator.controller import tracing
 from plugin_operator.controller.config import OperatorConfig
 from plugin_operator.models import naming
 from plugin_operator.models.resources import API_VERSION, ImageSource, PluginSpec
@@ -113,7 +114,10 @@ def _backend_container(name: str, spec: PluginSpec, config: OperatorConfig, volu
                    else f"grpc-{grpc_port}", "containerPort": grpc_port, "protocol": "TCP"},
                   {"name": naming.HTTP_PORT_NAME if http_port == naming.HTTP_PORT
                    else f"http-{http_port}", "containerPort": http_port, "protocol": "TCP"}],
-        "env": [{"name": k, "value": v} for k, v in spec.env],
+        # A Plugin's own env overrides the tracing variables (GF_INSTANCE_OTLP_ADDRESS=""
+        # turns tracing off for it); no name twice, which server-side apply refuses.
+        "env": [{"name": k, "value": v}
+                for k, v in (*tracing.plugin_env(config.tracing, dict(spec.env)), *spec.env)],
         # The host probes the plugin's own grpc.health "plugin" service, which is what
         # Grafana's plugin client treats as "started".
         "readinessProbe": {"grpc": {"port": grpc_port, "service": "plugin"},
@@ -145,6 +149,8 @@ def spec_hash(spec: PluginSpec, artifact: Artifact, config: OperatorConfig) -> s
               "resources": spec.resources, "env": spec.env, "config": spec.config}
     if config.artifacts_mirrors:  # absent when unset: pods made before mirrors keep their hash
         inputs["mirrors"] = list(config.artifacts_mirrors)
+    if config.tracing.enabled:  # likewise: pods made before tracing was set keep their hash
+        inputs["tracing"] = tracing.plugin_env(config.tracing)
     encoded = json.dumps(inputs, sort_keys=True, default=list).encode()
     return hashlib.sha256(encoded).hexdigest()[:16]
 

@@ -9,12 +9,13 @@ import json
 import logging
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
+from plugin_operator import __version__
 from plugin_operator.kube.reviews import Identity
 from plugin_operator.models.settings import DEFAULT_GRAFANA_VERSION
 
@@ -23,6 +24,7 @@ from .context import DEFAULT_GRAFANA_CONFIG, ContextDefaults
 from .limits import Limits
 from .routing import RoutingTable
 from .server import Gateway, GatewayConfig
+from .tracing import Tracing, TracingConfig, exporting_provider, otlp_url
 from .watch import StaticWorldError, collections, load_static_world, watch_cluster
 
 log = logging.getLogger("plugin_operator.gateway")
@@ -96,10 +98,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--artifact-source", action="append", default=[], metavar="URL",
                         help="base URL the mirror copies archives from (the operator's cache, "
                              "then the gateway Service for a peer's copy); repeatable")
+    parser.add_argument("--otlp-endpoint", default=_otlp_default(os.environ), metavar="ENDPOINT",
+                        help="export the gateway's spans to this OTLP/gRPC collector: host:port "
+                             "(plaintext, as Grafana names it) or an http:// or https:// URL "
+                             "(default $OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, then "
+                             "$OTEL_EXPORTER_OTLP_ENDPOINT; empty: export nothing)")
     parser.add_argument("--log-level", default="INFO")
     parser.add_argument("--event-loop", choices=("uvloop", "asyncio"), default="uvloop",
                         help="uvloop (default; libuv's loop spends less CPU per request) or "
                         "Python's own asyncio loop")
+
+
+def _otlp_default(environ: Mapping[str, str]) -> str:
+    """Where the standard OpenTelemetry variables say spans go; nowhere when they say
+    nothing or the SDK is disabled."""
+    if environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return ""
+    return (environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+            or environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or "").strip()
+
+
+def _tracing(args: argparse.Namespace) -> Tracing:
+    if not args.otlp_endpoint:
+        return Tracing()
+    log.info("exporting spans to %s", otlp_url(args.otlp_endpoint))
+    return Tracing(exporting_provider(TracingConfig(args.otlp_endpoint, args.pod_name),
+                                      __version__))
 
 
 def _positive(text: str) -> int:
@@ -138,7 +162,7 @@ async def _serve(args: argparse.Namespace) -> int:
         context=ContextDefaults(args.grafana_version, _grafana_config(args.grafana_config)),
         asset_cache_dir=args.asset_cache, limits=_limits(args),
         quarantine_seconds=args.quarantine_seconds)
-    gateway = Gateway(table, gatekeeper, config)
+    gateway = Gateway(table, gatekeeper, config, tracing=_tracing(args))
     watcher: asyncio.Task[None] | None = None
     if args.static_world is not None:
         load_static_world(args.static_world, table, args.pod_name)
@@ -186,6 +210,7 @@ async def _serve(args: argparse.Namespace) -> int:
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await watcher
     await gateway.upstream.close()
+    await asyncio.to_thread(gateway.tracing.shutdown)  # the spans still buffered
     if api is not None:
         await api.close()
     return 1 if failed else 0

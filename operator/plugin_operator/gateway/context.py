@@ -103,14 +103,13 @@ def metrics_context(plugin_id: str) -> PluginContext:
 
 # Grafana's tracing headers (clientmiddleware/tracing_header_middleware.go), alerting headers
 # (usealertingheaders_middleware.go) and the signed-in user's ID token (forward_id_middleware):
-# plugins receive them as ``http_<Header>``. Traceparent is ours (Grafana propagates trace
-# context in gRPC metadata instead).
+# plugins receive them as ``http_<Header>``. Not the caller's Traceparent: like Grafana, the
+# gateway passes trace context in the call's gRPC metadata, naming its own span (tracing.py).
 FORWARDED_QUERY_HEADERS = ("X-Query-Group-Id", "X-Panel-Id", "X-Panel-Plugin-Id",
                            "X-Dashboard-Uid", "X-Dashboard-Title", "X-Panel-Title",
                            "X-Datasource-Uid", "X-Grafana-From-Expr", "X-Grafana-Org-Id",
                            "X-Rule-Name", "X-Rule-Uid", "X-Rule-Folder", "X-Rule-Source",
-                           "X-Rule-Type", "X-Rule-Version", "X-Rule-Origin", "X-Grafana-Id",
-                           "Traceparent")
+                           "X-Rule-Type", "X-Rule-Version", "X-Rule-Origin", "X-Grafana-Id")
 # Sent under their own names, as Grafana's alerting sends them (FromAlert keeps its odd case).
 RAW_QUERY_HEADERS = ("FromAlert", "X-Cache-Skip")
 OAUTH_HEADERS = ("Authorization", "X-Id-Token")

@@ -41,6 +41,7 @@ from .routes.streams import StreamRoutes
 from .routing import ResolvedDataSource, RoutingTable
 from .streams import StreamHub
 from .timerange import shown
+from .tracing import Tracing
 from .upstream import Upstream
 
 
@@ -66,13 +67,15 @@ def _error_response(exc: GatewayError) -> web.Response:
 
 class Gateway:
     def __init__(self, table: RoutingTable, gatekeeper: Gatekeeper, config: GatewayConfig,
-                 metrics: GatewayMetrics | None = None) -> None:
+                 metrics: GatewayMetrics | None = None, tracing: Tracing | None = None) -> None:
         self.table = table
         self.gatekeeper = gatekeeper
         self.config = config
         self.metrics = metrics or GatewayMetrics()
+        self.tracing = tracing or Tracing()
         self.tracker = LoadTracker(config.max_in_flight_per_plugin)
-        self.upstream = Upstream(self.tracker, self.metrics, config.call_timeout_seconds)
+        self.upstream = Upstream(self.tracker, self.metrics, config.call_timeout_seconds,
+                                 self.tracing)
         self.contexts = context.DatasourceContextCache(config.context)
         self.hub = StreamHub(self.upstream)
         self.assets = AssetStore(config.asset_cache_dir)
@@ -136,6 +139,8 @@ class Gateway:
         self._in_flight += 1
         self._idle.clear()
         status = 500
+        traced = self.tracing.start_request(request.method, route, request.path,
+                                            request.headers)
         try:
             response = await handler(request)
             status = response.status
@@ -153,6 +158,9 @@ class Gateway:
                                                         f"{shown(request.path, 200)}",
                                                 "request.refused", kept))
         finally:
+            if traced is not None:
+                traced.finish(status, {"plugin_id": request.get(PLUGIN_LABEL, NO_LABEL),
+                                       "datasource_uid": request.get(UID_LABEL, NO_LABEL)})
             self._in_flight -= 1
             if not self._in_flight:
                 self._idle.set()

@@ -30,6 +30,7 @@ from .balancer import LoadTracker
 from .errors import no_ready_backend
 from .failures import never_reached_plugin
 from .metrics import GatewayMetrics
+from .tracing import Tracing
 
 T = TypeVar("T")
 
@@ -48,16 +49,19 @@ class RawDataResponse:
 
 class _Endpoint:
     def __init__(self, target: str) -> None:
+        self.target = target
         self.channel = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
         self.client = PluginClient(target, channel=self.channel, timeout=None)
         self.data = backend_pb2_grpc.DataStub(self.channel)
 
 
 class Upstream:
-    def __init__(self, tracker: LoadTracker, metrics: GatewayMetrics, timeout: float) -> None:
+    def __init__(self, tracker: LoadTracker, metrics: GatewayMetrics, timeout: float,
+                 tracing: Tracing | None = None) -> None:
         self.tracker = tracker
         self.metrics = metrics
         self.timeout = timeout
+        self.tracing = tracing or Tracing()
         self._endpoints: dict[str, _Endpoint] = {}
 
     def _endpoint(self, target: str) -> _Endpoint:
@@ -115,7 +119,11 @@ class Upstream:
 
         async def run(endpoint: _Endpoint) -> dict[str, RawDataResponse]:
             try:
-                reply = await endpoint.data.QueryData(message, timeout=self.timeout)
+                # The trace context travels in gRPC metadata, as Grafana sends it.
+                with self.tracing.plugin_call("pluginv2.Data", "QueryData", endpoint.target,
+                                              plugin) as metadata:
+                    reply = await endpoint.data.QueryData(message, timeout=self.timeout,
+                                                          metadata=metadata)
             except grpc.aio.AioRpcError as exc:
                 raise error_from_rpc(exc, "QueryData") from None
             return {ref: RawDataResponse(list(r.frames), r.error, r.status, r.errorSource,

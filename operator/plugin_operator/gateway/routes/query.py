@@ -49,23 +49,27 @@ class QueryRoutes:
         # Who is asking before reading a byte; the datasources are named in the body, so
         # each one is authorized after parsing it (within tight limits) and before any call.
         gateway = self.gateway
-        identity = await gateway.identity(request)
+        tracing = gateway.tracing
+        with tracing.span("admission.authenticate"):
+            identity = await gateway.identity(request)
         limits = gateway.config.limits
         parsed = query.parse_query_request(
             await gateway.body(request, limits.query_body_bytes, "--max-query-body-bytes"),
             int(time.time() * 1000), limits)
         targets: dict[str, ResolvedDataSource] = {}
         request[UID_LABEL] = request[PLUGIN_LABEL] = UNKNOWN
-        for uid in parsed.by_datasource:
-            targets[uid] = lookup(lambda uid=uid: gateway.table.datasource(  # type: ignore[misc]
-                uid, namespace(request)))
+        with tracing.span("datasources.resolve"):
+            for uid in parsed.by_datasource:
+                targets[uid] = lookup(lambda uid=uid: gateway.table.datasource(  # type: ignore[misc]
+                    uid, namespace(request)))
         plugins = sorted({t.plugin.spec.plugin_id for t in targets.values()})
         request[PLUGIN_LABEL] = plugins[0] if len(plugins) == 1 else "mixed"
         request[UID_LABEL] = next(iter(targets)) if len(targets) == 1 else "mixed"
-        for resolved in targets.values():
-            key = resolved.record.key
-            await gateway.authorize(identity, access.query_datasource(key.namespace, key.name),
-                                    request)
+        with tracing.span("admission.authorize"):
+            for resolved in targets.values():
+                key = resolved.record.key
+                await gateway.authorize(identity, access.query_datasource(key.namespace,
+                                                                          key.name), request)
         arrow = ARROW_FILE in request.headers.get("Accept", "")
         fmt = FrameFormat.ARROW if arrow else FrameFormat.JSON
 
