@@ -35,7 +35,7 @@ trap finish EXIT
 export PATH="$REPO_ROOT/.venv/bin:$PATH"
 
 step_begin "static checks" "static checks: ruff, mypy --strict, import contracts"
-ruff check operator tests benchmarks
+ruff check operator tests benchmarks dashboards
 mypy
 lint-imports --no-cache >/dev/null || lint-imports --no-cache
 step_end ok

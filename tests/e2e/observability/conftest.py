@@ -1,0 +1,209 @@
+"""The chart's dashboards against a real Prometheus: a release of the chart with the
+examples (testdata-python and its DataSourceInstance) running, and Debian's Prometheus, a
+host process of this test on 127.0.0.1, scraping the operator, the gateway and the plugin
+hosts with the labels a PodMonitor or ServiceMonitor gives them (namespace and pod; the
+operator's own namespace label kept, as the chart's ServiceMonitor's honorLabels does).
+
+Debian's Prometheus has no Kubernetes service discovery: the test keeps file_sd files of the
+pods' IPs up to date, which this machine, the local cluster's node, reaches directly.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import threading
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.e2e.conftest import HACK, scoped_namespace
+from tests.e2e.install import Release, install_release
+from tests.e2e.journey.conftest import (
+    EXAMPLES,
+    PROMETHEUS,
+    QUERIER,
+    Gateway,
+    Prometheus,
+    ScrapeJob,
+    install_prometheus,
+    scrape_jobs,
+    wait_for,
+    write_targets,
+)
+from tests.e2e.kube import Cluster
+from tests.support.net import free_port
+from tests.support.samples import package_testdata_python, run
+
+PLUGIN = "testdata-python"  # examples/plugin-testdata-python.yaml
+DATASOURCE = "testdata"  # examples/datasourceinstance-testdata.yaml
+OUTSIDER = "dashboards-outsider"  # a ServiceAccount the gateway refuses
+
+
+@pytest.fixture(scope="session")
+def helm_binary() -> Path:
+    built = subprocess.run([str(HACK / "build-components.sh"), "helm"], capture_output=True,
+                           text=True, check=False, timeout=1800)
+    assert built.returncode == 0, f"hack/build-components.sh helm failed:\n{built.stderr}"
+    return Path(built.stdout.strip().splitlines()[-1]) / "helm"
+
+
+@pytest.fixture(scope="session")
+def signed_testdata(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """plugins/testdata-python packaged and signed with a key of this session:
+    (signed zip, armored public key)."""
+    work = tmp_path_factory.mktemp("dashboards-signed")
+    key = work / "dashboards-signer.asc"
+    signed = run(HACK / "sign-plugin.sh", package_testdata_python(work), "--output",
+                 work / "testdata.zip", "--key", key, "--generate-key")
+    assert signed.returncode == 0, f"hack/sign-plugin.sh failed:\n{signed.stderr}"
+    return work / "testdata.zip", key.with_suffix(".pub.asc")
+
+
+@pytest.fixture(scope="session")
+def plugin_namespace(cluster: Cluster) -> Iterator[str]:
+    with scoped_namespace(cluster, "dashboards") as name:
+        yield name
+
+
+@pytest.fixture(scope="session")
+def release(cluster: Cluster, helm_binary: Path, plugin_namespace: str,
+            signed_testdata: tuple[Path, Path],
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Release]:
+    installed = install_release(
+        cluster, helm_binary, tmp_path_factory.mktemp("dashboards-helm"),
+        plugin_namespaces=[plugin_namespace],
+        trusted_keys={"dashboards-signer.asc": signed_testdata[1].read_text()},
+        prefix="po-dash",
+        values={"operator": {"backoff": {"initial": "1s", "max": "10s", "resetAfter": "1m"}},
+                # As a user turns them on; the test reads them back from the cluster.
+                "monitoring": {"dashboards": {"enabled": True}}})
+    try:
+        yield installed
+    finally:
+        installed.uninstall()
+
+
+@pytest.fixture(scope="session")
+def examples_running(cluster: Cluster, release: Release, plugin_namespace: str,
+                     signed_testdata: tuple[Path, Path]) -> None:
+    """The examples as they are (the Plugin has a memory limit), Running and Healthy."""
+    ns = plugin_namespace
+    configmap = cluster.kubectl("-n", ns, "create", "configmap", "testdata-python-archive",
+                                f"--from-file=plugin.zip={signed_testdata[0]}",
+                                "--dry-run=client", "-o", "json").stdout
+    cluster.kubectl("-n", ns, "apply", "-f", "-", stdin=configmap)
+    cluster.kubectl("-n", ns, "apply", "-f", str(EXAMPLES / "plugin-testdata-python.yaml"),
+                    "-f", str(EXAMPLES / "datasourceinstance-testdata.yaml"))
+
+    def diagnostics() -> str:
+        return (cluster.kubectl("-n", ns, "get", "plugins,datasourceinstances,pods", "-o",
+                                "wide", check=False).stdout + release.diagnostics())
+
+    wait_for(f"Plugin {PLUGIN} Running", lambda: cluster.get(
+        ns, "plugin", PLUGIN).get("status", {}).get("phase") == "Running",
+        timeout_s=240, diagnostics=diagnostics)
+    wait_for(f"DataSourceInstance {DATASOURCE} healthy", lambda: cluster.get(
+        ns, "datasourceinstance", DATASOURCE).get("status", {}).get("health", {})
+        .get("status") == "OK", timeout_s=180, diagnostics=diagnostics)
+
+
+def _service_account_token(cluster: Cluster, namespace: str, name: str,
+                           rules: list[dict[str, object]] | None) -> str:
+    objects: list[dict[str, object]] = [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name}}]
+    if rules is not None:
+        objects += [
+            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+             "metadata": {"name": name}, "rules": rules},
+            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+             "metadata": {"name": name},
+             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                         "name": name},
+             "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}]}]
+    cluster.apply(namespace, *objects)
+    return cluster.kubectl("-n", namespace, "create", "token", name,
+                           "--duration=1h").stdout.strip()
+
+
+@pytest.fixture(scope="session")
+def gateways(cluster: Cluster, release: Release,
+             plugin_namespace: str) -> tuple[Gateway, Gateway]:
+    """The gateway's Service for a querier allowed to query, and for one with no role."""
+    service = cluster.get(release.namespace, "service", release.gateway_deployment)
+    url = f"http://{service['spec']['clusterIP']}:{service['spec']['ports'][0]['port']}"
+    allowed = _service_account_token(cluster, plugin_namespace, QUERIER, [
+        {"apiGroups": ["plugin-operator.dev"], "resources": ["datasourceinstances", "plugins"],
+         "verbs": ["get", "list", "query"]}])
+    refused = _service_account_token(cluster, plugin_namespace, OUTSIDER, None)
+    return Gateway(url, allowed), Gateway(url, refused)
+
+
+def prometheus_config(jobs: list[ScrapeJob], targets_dir: Path) -> str:
+    config = {
+        "global": {"scrape_interval": "2s", "scrape_timeout": "2s",
+                   "evaluation_interval": "2s"},
+        "scrape_configs": [{
+            "job_name": job.name,
+            # The operator's series name each Plugin's namespace: kept, not renamed to
+            # exported_namespace, as the chart's ServiceMonitor asks.
+            "honor_labels": job.component == "operator",
+            "file_sd_configs": [{"files": [str(targets_dir / f"{job.name}.json")],
+                                 "refresh_interval": "2s"}],
+        } for job in jobs],
+    }
+    return yaml.safe_dump(config, sort_keys=False)
+
+
+@pytest.fixture(scope="session")
+def prometheus(cluster: Cluster, release: Release, plugin_namespace: str,
+               tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
+    """Debian's Prometheus, installed with apt when missing, listening on 127.0.0.1 only."""
+    if not PROMETHEUS.exists():
+        install_prometheus()
+    work = tmp_path_factory.mktemp("dashboards-prometheus")
+    jobs = scrape_jobs(release, plugin_namespace)
+    targets_dir = work / "targets"
+    targets_dir.mkdir()
+    write_targets(cluster, jobs, targets_dir)
+    stop = threading.Event()
+
+    def follow_pods() -> None:
+        # A backend's container restarts in the test: its pod keeps its IP, but a replaced
+        # pod would not.
+        while not stop.wait(2):
+            try:
+                write_targets(cluster, jobs, targets_dir)
+            except (AssertionError, subprocess.SubprocessError, OSError):
+                continue  # the apiserver was briefly unavailable; the next round catches up
+
+    follower = threading.Thread(target=follow_pods, daemon=True)
+    follower.start()
+    config = work / "prometheus.yml"
+    config.write_text(prometheus_config(jobs, targets_dir))
+    port = free_port()
+    log = work / "prometheus.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [str(PROMETHEUS), f"--config.file={config}", f"--storage.tsdb.path={work / 'data'}",
+             f"--web.listen-address=127.0.0.1:{port}", "--storage.tsdb.retention.time=1h"],
+            stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+    handle = Prometheus(f"http://127.0.0.1:{port}", log)
+    try:
+        wait_for("Prometheus ready", lambda: process.poll() is None and urllib.request.urlopen(
+            f"{handle.url}/-/ready", timeout=2).status == 200, timeout_s=60,
+            diagnostics=lambda: log.read_text()[-3000:])
+        yield handle
+    finally:
+        stop.set()
+        follower.join(timeout=30)
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+        shutil.rmtree(work / "data", ignore_errors=True)
