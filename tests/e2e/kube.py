@@ -131,6 +131,14 @@ class Cluster:
                           diagnostics=lambda: self.logs_hint)
 
 
+def server_pod(name: str, image: str, command: list[str], port: int) -> dict[str, Any]:
+    """A restricted Pod of our image serving on ``port``, Ready once the port accepts."""
+    return restricted_pod(name, image, command, container={
+        "ports": [{"containerPort": port}],
+        "readinessProbe": {"tcpSocket": {"port": port}, "periodSeconds": 1}},
+        spec={"terminationGracePeriodSeconds": 1})
+
+
 def restricted_pod(name: str, image: str, command: list[str], **extra: Any) -> dict[str, Any]:
     """A Pod of our image that meets the `restricted` Pod Security Standard."""
     container: dict[str, Any] = {

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import shutil
 import subprocess
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -24,7 +23,8 @@ from plugin_operator.models import naming
 from plugin_operator.package.archive import extract_archive
 from tests.e2e.conftest import REPO_ROOT, run_script, scoped_namespace
 from tests.e2e.install import Release, install_release
-from tests.e2e.kube import RESTRICTED_CONTAINER_SECURITY, RESTRICTED_POD_SECURITY, Cluster
+from tests.e2e.kube import Cluster, server_pod
+from tests.support.catalog_samples import package_version
 from tests.support.samples import build_sample_go, package_testdata_python, run
 from tests.support.wait import eventually
 
@@ -63,19 +63,6 @@ def _sign(archive: Path, output: Path, key: Path) -> Path:
     return output
 
 
-def _package_python_version(work: Path, version: str) -> Path:
-    """plugins/testdata-python with another info.version, packaged by its own script."""
-    copy = work / f"testdata-python-{version}"
-    shutil.copytree(REPO_ROOT / "plugins" / "testdata-python", copy,
-                    ignore=shutil.ignore_patterns("dist", "__pycache__", "MANIFEST.txt"))
-    manifest = json.loads((copy / "plugin.json").read_text())
-    manifest["info"]["version"] = version
-    (copy / "plugin.json").write_text(json.dumps(manifest, indent=2))
-    packaged = run(copy / "package.sh", work / f"dist-{version}")
-    assert packaged.returncode == 0, packaged.stderr
-    return Path(packaged.stdout.strip().splitlines()[-1])
-
-
 @pytest.fixture(scope="session")
 def signed_archives(tmp_path_factory: pytest.TempPathFactory) -> SignedArchives:
     work = tmp_path_factory.mktemp("signed")
@@ -83,7 +70,7 @@ def signed_archives(tmp_path_factory: pytest.TempPathFactory) -> SignedArchives:
     go_zip = build_sample_go()["SAMPLE_GO_ZIP"]
     return SignedArchives(
         python_v1=_sign(package_testdata_python(work / "v1"), work / "testdata-v1.zip", key),
-        python_v2=_sign(_package_python_version(work, "0.2.0"), work / "testdata-v2.zip", key),
+        python_v2=_sign(package_version(work, "0.2.0"), work / "testdata-v2.zip", key),
         go=_sign(go_zip, work / "sample-go.zip", key),
         public_key=key.with_suffix(".pub.asc"),
     )
@@ -288,24 +275,7 @@ def archive_server(cluster: Cluster, release: Release, plugin_namespace: str) ->
              "handler = functools.partial(http.server.SimpleHTTPRequestHandler,\n"
              "                            directory='/tmp/archives')\n"
              f"http.server.ThreadingHTTPServer(('', {ARCHIVE_PORT}), handler).serve_forever()\n")
-    pod = {
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": ARCHIVE_SERVER, "labels": {"app": ARCHIVE_SERVER}},
-        "spec": {
-            "securityContext": RESTRICTED_POD_SECURITY,
-            "automountServiceAccountToken": False,
-            "terminationGracePeriodSeconds": 1,
-            "containers": [{
-                "name": "main", "image": cluster.image, "imagePullPolicy": "IfNotPresent",
-                "command": ["python3", "-c", serve],
-                "ports": [{"containerPort": ARCHIVE_PORT}],
-                "readinessProbe": {"tcpSocket": {"port": ARCHIVE_PORT}, "periodSeconds": 1},
-                "securityContext": RESTRICTED_CONTAINER_SECURITY,
-                "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
-            }],
-            "volumes": [{"name": "tmp", "emptyDir": {}}],
-        },
-    }
+    pod = server_pod(ARCHIVE_SERVER, cluster.image, ["python3", "-c", serve], ARCHIVE_PORT)
     cluster.apply(plugin_namespace, pod)
     ready = cluster.wait_ready(plugin_namespace, ARCHIVE_SERVER)
     return ArchiveServer(cluster, plugin_namespace,

@@ -24,7 +24,7 @@ import pytest
 
 from tests.e2e.conftest import scoped_namespace
 from tests.e2e.install import CHART, Release, install_release, merge_values
-from tests.e2e.kube import RESTRICTED_CONTAINER_SECURITY, RESTRICTED_POD_SECURITY, Cluster
+from tests.e2e.kube import Cluster, server_pod
 from tests.e2e.operator.conftest import (
     API_VERSION,
     QUICK_BACKOFF,
@@ -57,25 +57,9 @@ def online_catalog(cluster: Cluster, namespaces: tuple[str, str],
                    signed_archives: SignedArchives) -> str:
     """The catalog pod, serving the Python sample 0.1.0 (any) and 0.2.0 (linux-amd64)."""
     namespace = namespaces[0]
-    pod = {
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": CATALOG_POD, "labels": {"app": CATALOG_POD}},
-        "spec": {
-            "securityContext": RESTRICTED_POD_SECURITY,
-            "automountServiceAccountToken": False,
-            "terminationGracePeriodSeconds": 1,
-            "containers": [{
-                "name": "main", "image": cluster.image, "imagePullPolicy": "IfNotPresent",
-                "command": ["python3", "-c", SERVER_SOURCE.read_text(), "--root",
-                            "/tmp/catalog", "--port", str(CATALOG_PORT)],
-                "ports": [{"containerPort": CATALOG_PORT}],
-                "readinessProbe": {"tcpSocket": {"port": CATALOG_PORT}, "periodSeconds": 1},
-                "securityContext": RESTRICTED_CONTAINER_SECURITY,
-                "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
-            }],
-            "volumes": [{"name": "tmp", "emptyDir": {}}],
-        },
-    }
+    pod = server_pod(CATALOG_POD, cluster.image, [
+        "python3", "-c", SERVER_SOURCE.read_text(), "--root", "/tmp/catalog",
+        "--port", str(CATALOG_PORT)], CATALOG_PORT)
     cluster.apply(namespace, pod)
     ready = cluster.wait_ready(namespace, CATALOG_POD)
     for version, archive, package in (("0.1.0", signed_archives.python_v1, "any"),
