@@ -8,6 +8,8 @@ this step returns.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime
@@ -55,6 +57,11 @@ class BackendPods:
         self.config = config
         self.backoff = backoff
         self.events = events
+        # Service path -> (digest of the body we applied, resourceVersion it got). A pass
+        # applies a Service only when its body changed or the Service did since (a watch
+        # event with another resourceVersion: service_changed): at thousands of Plugins,
+        # re-applying two unchanged Services on every pass was a third of the writes.
+        self._applied: dict[str, tuple[str, str]] = {}
 
     async def run(self, key: ObjectRef, ref: PluginRef, obj: dict[str, Any],
                   spec: PluginSpec, package: VerifiedPackage, now: datetime) -> PodsPass:
@@ -81,27 +88,54 @@ class BackendPods:
                 metrics.BACKEND_RESTARTS.labels(key.namespace, key.name).inc(
                     pod.restarts - pod.restarts_counted)
                 await self._mark_restarts_counted(key, pod)
+        created = 0
         for ordinal in plan.create:
             try:
                 await self.kube.create(core_path(key.namespace, "pods"),
                                        backend_pod(ref, spec, package.artifact, self.config,
                                                    ordinal, spare=ordinal in plan.spare))
+                created += 1
             except ConflictError:
                 log.debug("pod %s/%d exists already", key, ordinal)
         if plan.create and plan.rolling:
             self.events.emit(obj, "Normal", "RollingUpdate",
                              f"starting a backend of the new spec ({wanted_hash[:10]})")
-        await self.kube.apply(core_path(key.namespace, "services", naming.service_name(key.name)),
-                              backend_service(ref, spec))
-        await self.kube.apply(core_path(key.namespace, "services",
-                                        naming.peers_service_name(key.name)),
-                              backend_peers_service(ref, spec))
+        await self._apply_service(core_path(key.namespace, "services",
+                                            naming.service_name(key.name)),
+                                  backend_service(ref, spec))
+        await self._apply_service(core_path(key.namespace, "services",
+                                            naming.peers_service_name(key.name)),
+                                  backend_peers_service(ref, spec))
         alive = [p for p in pods if p.alive]
         ready = sum(p.ready for p in alive)
         phase = backend_phase(spec.replicas, ready, alive + [p for p in pods if p.terminal])
         self.backoff.observe_health(str(key), ready >= spec.replicas)
-        return PodsPass(tuple(pods), len(alive), ready, phase, restarts, latest_failure(pods),
-                        plan.waiting_for_backoff)
+        # The pods this pass created count already: the pass their creation brings then
+        # finds the status it would write written.
+        return PodsPass(tuple(pods), len(alive) + created, ready, phase, restarts,
+                        latest_failure(pods), plan.waiting_for_backoff)
+
+    async def _apply_service(self, path: str, body: dict[str, Any]) -> None:
+        digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+        if self._applied.get(path, ("", ""))[0] == digest:
+            return
+        applied = await self.kube.apply(path, body)
+        self._applied[path] = (digest, str(applied.get("metadata", {}).get("resourceVersion")))
+
+    def service_changed(self, namespace: str, name: str, resource_version: str | None) -> bool:
+        """A watch event of one of our Services; True when it was not our own apply (it was
+        changed by someone else, or deleted: ``resource_version`` None), so that the next
+        pass applies it again."""
+        path = core_path(namespace, "services", name)
+        known = self._applied.get(path)
+        if known is not None and resource_version is not None and known[1] == resource_version:
+            return False
+        self._applied.pop(path, None)
+        return True
+
+    def forget_services(self, key: ObjectRef) -> None:
+        for name in (naming.service_name(key.name), naming.peers_service_name(key.name)):
+            self._applied.pop(core_path(key.namespace, "services", name), None)
 
     async def list(self, key: ObjectRef) -> list[dict[str, Any]]:
         return await self.kube.list(f"/api/v1/namespaces/{key.namespace}/pods",

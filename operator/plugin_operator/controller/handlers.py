@@ -127,6 +127,18 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
     async def backend_pod_changed(**event: Any) -> None:
         runtime.plugins.add(ObjectRef(event["namespace"], event["labels"][naming.LABEL_PLUGIN]))
 
+    @kopf.on.event("", "v1", "services", labels={naming.LABEL_PLUGIN: kopf.PRESENT},
+                   registry=registry)
+    async def backend_service_changed(**event: Any) -> None:
+        # Our own applies come back here too; only someone else's change (or a deletion)
+        # brings the Plugin's pass, which applies the Service again.
+        gone = event["type"] == "DELETED"
+        version = None if gone else (event["body"].get("metadata") or {}).get("resourceVersion")
+        if runtime.plugin_service.pods.service_changed(event["namespace"], event["name"],
+                                                       version):
+            runtime.plugins.add(ObjectRef(event["namespace"],
+                                          event["labels"][naming.LABEL_PLUGIN]))
+
     @kopf.on.event("", "v1", "pods", labels={naming.LABEL_UNPACKS: kopf.PRESENT},
                    registry=registry)
     async def unpack_pod_changed(**event: Any) -> None:

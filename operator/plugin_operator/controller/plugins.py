@@ -103,6 +103,7 @@ class PluginService:
         obj = await self.kube.get_or_none(plugin_path(key))
         if obj is None or obj["metadata"].get("deletionTimestamp"):
             self.backoff.forget(str(key))
+            self.pods.forget_services(key)
             metrics.LAST_SEEN.plugin_phases.pop(str(key), None)
             if obj is not None:
                 await self._finalize(key, obj)
@@ -203,6 +204,7 @@ class PluginService:
         return written
 
     async def _delete_services(self, key: ObjectRef) -> None:
+        self.pods.forget_services(key)
         await self.kube.delete(core_path(key.namespace, "services",
                                          naming.service_name(key.name)))
         await self.kube.delete(core_path(key.namespace, "services",

@@ -66,6 +66,16 @@ def test_verified_plugin_gets_pods_service_and_status(
                                           f"/artifacts/{digest}"]
     service = operator.get("service", "plugin-testdata")
     assert service["spec"]["selector"]["plugin-operator.dev/plugin"] == "testdata"
+    # The operator applies its Services only when they change, and watches them: one
+    # edited or deleted by someone else is put back.
+    operator.kubectl("patch", "service", "plugin-testdata", "--type=merge", "-p",
+                     json.dumps({"spec": {"selector": {"plugin-operator.dev/plugin": "x"}}}))
+    operator.wait_for("the Service's selector put back", lambda: operator.get(
+        "service", "plugin-testdata")["spec"]["selector"]["plugin-operator.dev/plugin"]
+        == "testdata")
+    operator.kubectl("delete", "service", "peers-testdata")
+    operator.wait_for("the peers Service back", lambda: operator.kubectl(
+        "get", "service", "peers-testdata", check=False).returncode == 0)
 
     # The operator's cache serves the verified archive to pods, byte for byte.
     with urllib.request.urlopen(status["artifact"]["url"], timeout=10) as response:
