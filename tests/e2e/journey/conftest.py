@@ -10,6 +10,7 @@ keeps in file_sd files. NetworkPolicy is enforced on the local cluster by kube-r
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import subprocess
@@ -283,21 +284,20 @@ def install_prometheus() -> None:
             policy.unlink(missing_ok=True)
 
 
-@pytest.fixture(scope="session")
-def prometheus(cluster: Cluster, release: Release, plugin_namespace: str,
-               tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
-    """Debian's Prometheus, installed with apt when missing, listening on 127.0.0.1 only."""
+@contextlib.contextmanager
+def running_prometheus(cluster: Cluster, jobs: list[ScrapeJob], work: Path,
+                       config: Callable[[list[ScrapeJob], Path], str]) -> Iterator[Prometheus]:
+    """Debian's Prometheus (installed with apt when missing) on 127.0.0.1 only, scraping
+    ``jobs`` with the configuration ``config`` writes; its file_sd targets follow the pods
+    (backends restart, gateways roll) until it stops."""
     if not PROMETHEUS.exists():
         install_prometheus()
-    work = tmp_path_factory.mktemp("prometheus")
-    jobs = scrape_jobs(release, plugin_namespace)
     targets_dir = work / "targets"
     targets_dir.mkdir()
     write_targets(cluster, jobs, targets_dir)
     stop = threading.Event()
 
     def follow_pods() -> None:
-        # Backends restart and gateways roll: the targets follow the pods for the session.
         while not stop.wait(2):
             try:
                 write_targets(cluster, jobs, targets_dir)
@@ -306,13 +306,14 @@ def prometheus(cluster: Cluster, release: Release, plugin_namespace: str,
 
     follower = threading.Thread(target=follow_pods, daemon=True)
     follower.start()
-    config = work / "prometheus.yml"
-    config.write_text(prometheus_config(jobs, targets_dir))
+    config_file = work / "prometheus.yml"
+    config_file.write_text(config(jobs, targets_dir))
     port = free_port()
     log = work / "prometheus.log"
     with log.open("wb") as output:
         process = subprocess.Popen(
-            [str(PROMETHEUS), f"--config.file={config}", f"--storage.tsdb.path={work / 'data'}",
+            [str(PROMETHEUS), f"--config.file={config_file}",
+             f"--storage.tsdb.path={work / 'data'}",
              f"--web.listen-address=127.0.0.1:{port}", "--storage.tsdb.retention.time=1h"],
             stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
     handle = Prometheus(f"http://127.0.0.1:{port}", log)
@@ -331,3 +332,12 @@ def prometheus(cluster: Cluster, release: Release, plugin_namespace: str,
             process.kill()
             process.wait(timeout=10)
         shutil.rmtree(work / "data", ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def prometheus(cluster: Cluster, release: Release, plugin_namespace: str,
+               tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
+    with running_prometheus(cluster, scrape_jobs(release, plugin_namespace),
+                            tmp_path_factory.mktemp("prometheus"),
+                            prometheus_config) as handle:
+        yield handle

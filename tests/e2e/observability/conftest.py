@@ -10,10 +10,7 @@ pods' IPs up to date, which this machine, the local cluster's node, reaches dire
 
 from __future__ import annotations
 
-import shutil
 import subprocess
-import threading
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,18 +21,15 @@ from tests.e2e.conftest import HACK, scoped_namespace
 from tests.e2e.install import Release, install_release
 from tests.e2e.journey.conftest import (
     EXAMPLES,
-    PROMETHEUS,
     QUERIER,
     Gateway,
     Prometheus,
     ScrapeJob,
-    install_prometheus,
+    running_prometheus,
     scrape_jobs,
     wait_for,
-    write_targets,
 )
 from tests.e2e.kube import Cluster
-from tests.support.net import free_port
 from tests.support.samples import package_testdata_python, run
 
 PLUGIN = "testdata-python"  # examples/plugin-testdata-python.yaml
@@ -161,49 +155,7 @@ def prometheus_config(jobs: list[ScrapeJob], targets_dir: Path) -> str:
 @pytest.fixture(scope="session")
 def prometheus(cluster: Cluster, release: Release, plugin_namespace: str,
                tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
-    """Debian's Prometheus, installed with apt when missing, listening on 127.0.0.1 only."""
-    if not PROMETHEUS.exists():
-        install_prometheus()
-    work = tmp_path_factory.mktemp("dashboards-prometheus")
-    jobs = scrape_jobs(release, plugin_namespace)
-    targets_dir = work / "targets"
-    targets_dir.mkdir()
-    write_targets(cluster, jobs, targets_dir)
-    stop = threading.Event()
-
-    def follow_pods() -> None:
-        # A backend's container restarts in the test: its pod keeps its IP, but a replaced
-        # pod would not.
-        while not stop.wait(2):
-            try:
-                write_targets(cluster, jobs, targets_dir)
-            except (AssertionError, subprocess.SubprocessError, OSError):
-                continue  # the apiserver was briefly unavailable; the next round catches up
-
-    follower = threading.Thread(target=follow_pods, daemon=True)
-    follower.start()
-    config = work / "prometheus.yml"
-    config.write_text(prometheus_config(jobs, targets_dir))
-    port = free_port()
-    log = work / "prometheus.log"
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [str(PROMETHEUS), f"--config.file={config}", f"--storage.tsdb.path={work / 'data'}",
-             f"--web.listen-address=127.0.0.1:{port}", "--storage.tsdb.retention.time=1h"],
-            stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
-    handle = Prometheus(f"http://127.0.0.1:{port}", log)
-    try:
-        wait_for("Prometheus ready", lambda: process.poll() is None and urllib.request.urlopen(
-            f"{handle.url}/-/ready", timeout=2).status == 200, timeout_s=60,
-            diagnostics=lambda: log.read_text()[-3000:])
+    with running_prometheus(cluster, scrape_jobs(release, plugin_namespace),
+                            tmp_path_factory.mktemp("dashboards-prometheus"),
+                            prometheus_config) as handle:
         yield handle
-    finally:
-        stop.set()
-        follower.join(timeout=30)
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-        shutil.rmtree(work / "data", ignore_errors=True)
