@@ -81,7 +81,7 @@ API_VERSION = "plugin-operator.dev/v1alpha1"
 LABEL_PLUGIN = "plugin-operator.dev/plugin"
 GRPC_PORT = 10000
 PROBE_INTERVAL_S = 0.02
-TARGETS = {"crash_s": 1.5, "apply_s": 3.0, "converge_s": 60.0, "rss_mb": 250.0,
+TARGETS = {"replace_s": 2.0, "crash_s": 1.5, "apply_s": 3.0, "converge_s": 60.0, "rss_mb": 250.0,
            "ceiling_ratio": 1.5}
 
 
@@ -232,19 +232,35 @@ def _pod(cluster: Cluster, namespace: str, plugin: str) -> dict[str, Any]:
     return found
 
 
+# A restart inside the container can end before the readiness probe (every second, two
+# failures) notices; a pod not reported unready this long after the crash stayed Ready.
+STAYED_READY_AFTER_S = 4.0
+
+
 async def _crash_sample(watch: PodWatch, name: str, uid: str, ip: str) -> dict[str, float]:
+    """Seconds from the crash until the pod serves again, and until it is Ready again (0
+    when it never stopped being Ready)."""
     crashed = await crash(ip)
     serving = await wait_serving(ip)
-    not_ready = watch.wait(f"{name} not Ready", _ready(uid, False), after=crashed)
+    try:
+        not_ready = watch.wait(f"{name} not Ready", _ready(uid, False), after=crashed,
+                               timeout_s=STAYED_READY_AFTER_S)
+    except TimeoutError:
+        return {"serving_s": serving - crashed, "ready_s": 0.0}
     ready = watch.wait(f"{name} Ready again", _ready(uid), after=not_ready.at)
     return {"serving_s": serving - crashed, "ready_s": ready.at - crashed}
 
 
 def _bare_pod(operator_pod: dict[str, Any], name: str) -> dict[str, Any]:
-    """The operator's backend pod, as a plain pod that nothing but the kubelet looks after."""
+    """The operator's backend pod, as a plain pod that nothing but the kubelet looks after:
+    its host exits with the plugin (--crash-loop-exits 1), so the kubelet restarts it, as
+    every backend did before hosts restarted their plugins themselves."""
     spec = dict(operator_pod["spec"])
     for key in ("nodeName",):
         spec.pop(key, None)
+    backend = dict(spec["containers"][0])
+    backend["args"] = [*backend["args"], "--crash-loop-exits", "1"]
+    spec["containers"] = [backend, *spec["containers"][1:]]
     return {"apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": name, "labels": {"bench": "bare"}}, "spec": spec}
 
@@ -307,8 +323,10 @@ async def measure_cluster(samples: int, work: Path) -> tuple[ClusterResults, dic
             # A fresh pod for the next sample: delete it and time the operator's replacement.
             deleted = time.time()
             cluster.kubectl("-n", namespace, "delete", "pod", name, "--wait=false")
+            # The replacement takes the replica's other name: "<name>s", or <name> without it.
             replacement = watch.wait("a replacement pod with an IP",
-                                     _has_ip(prefix=name, not_uid=uid), after=deleted)
+                                     _has_ip(prefix=name.removesuffix("s"), not_uid=uid),
+                                     after=deleted)
             serving = await wait_serving(replacement.ip)
             ready = watch.wait("the replacement Ready", _ready(replacement.uid), after=deleted)
             results.replace_deleted.append({"serving_s": serving - deleted,
@@ -869,15 +887,15 @@ def _write_markdown(data: dict[str, Any]) -> None:
                   "\"serving\" = first OK CheckHealth on the pod IP (probed every 20 ms); "
                   "\"Ready\" = the pod's Ready condition as seen by a watch.", "",
                   "| measurement | n | median | min | max | stdev |", "|---|---|---|---|---|---|",
-                  _row("crash -> serving, operator-owned pod", values("crash_operator",
-                                                                        "serving_s")),
-                  _row("crash -> Ready, operator-owned pod", values("crash_operator",
-                                                                      "ready_s")),
-                  _row("crash -> serving, bare pod (kubelet only)", values("crash_kubelet",
-                                                                             "serving_s")),
-                  _row("crash -> Ready, bare pod (kubelet only)", values("crash_kubelet",
-                                                                           "ready_s")),
-                  _row("2nd crash in the same pod -> serving (CrashLoopBackOff)",
+                  _row("crash -> serving, operator-owned pod (the host restarts it)",
+                       values("crash_operator", "serving_s")),
+                  _row("crash -> Ready again (0: stayed Ready), operator-owned pod",
+                       values("crash_operator", "ready_s")),
+                  _row("crash -> serving, kubelet restarts the container (bare pod)",
+                       values("crash_kubelet", "serving_s")),
+                  _row("crash -> Ready, kubelet restarts the container (bare pod)",
+                       values("crash_kubelet", "ready_s")),
+                  _row("2nd crash in the same pod at once -> serving",
                        values("crash_repeated", "serving_s")),
                   _row("pod deleted -> replacement serving (operator)",
                        values("replace_deleted", "serving_s")),
@@ -889,7 +907,12 @@ def _write_markdown(data: dict[str, Any]) -> None:
                   ""]
         crash_median = summary(values("crash_operator", "serving_s")).get("median")
         apply_median = summary(values("apply_first_call", "first_call_s")).get("median")
+        replace_median = summary(values("replace_deleted", "serving_s")).get("median")
+        replaced_in_time = (None if replace_median is None
+                            else replace_median <= TARGETS["replace_s"])
         lines += ["| target | measured (median) | met |", "|---|---|---|",
+                  f"| deleted pod's replacement serving <= {TARGETS['replace_s']} s | "
+                  f"{_fmt(replace_median)} | {_met(replaced_in_time)} |",
                   f"| crashed backend serving again <= {TARGETS['crash_s']} s | "
                   f"{_fmt(crash_median)} | "
                   f"{_met(None if crash_median is None else crash_median <= TARGETS['crash_s'])} |",
