@@ -54,11 +54,16 @@ class SecretMissingError(Exception):
 
 class DataSourceService:
     def __init__(self, kube: KubeApi, config: OperatorConfig, events: EventRecorder,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 plugins: Callable[[ObjectRef], Mapping[str, Any] | None] | None = None
+                 ) -> None:
+        """``plugins``: the Plugins as the watch last delivered them; a Plugin it does not
+        hold yet (just after a start) is read from the apiserver."""
         self.kube = kube
         self.config = config
         self.events = events
         self.clock = clock
+        self.plugins = plugins or (lambda ref: None)
 
     def _path(self, key: ObjectRef, subresource: str | None = None) -> str:
         return group_path(API_VERSION, key.namespace, DATASOURCE_PLURAL, key.name, subresource)
@@ -86,8 +91,9 @@ class DataSourceService:
             spec = parse_datasource_spec(obj.get("spec") or {}, key.name)
         except SpecError as exc:
             return await self._unhealthy(key, obj, "SpecInvalid", f"{exc}", plugin_ready=None)
-        plugin = await self.kube.get_or_none(group_path(API_VERSION, key.namespace,
-                                                        PLUGIN_PLURAL, spec.plugin_name))
+        plugin = self.plugins(ObjectRef(key.namespace, spec.plugin_name)) or \
+            await self.kube.get_or_none(group_path(API_VERSION, key.namespace,
+                                                   PLUGIN_PLURAL, spec.plugin_name))
         if plugin is None or plugin["metadata"].get("deletionTimestamp"):
             return await self._unhealthy(
                 key, obj, "PluginNotFound",

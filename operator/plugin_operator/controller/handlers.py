@@ -106,6 +106,8 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
     @kopf.on.event(GROUP, VERSION, PLUGIN_PLURAL, registry=registry)
     async def plugin_changed(**event: Any) -> None:
         namespace, name = event["namespace"], event["name"]
+        runtime.plugin_seen(ObjectRef(namespace, name),
+                            None if event["type"] == "DELETED" else event["body"])
         if spec_changed("Plugin", event):
             runtime.plugins.add(ObjectRef(namespace, name))
         status = event["status"] or {}

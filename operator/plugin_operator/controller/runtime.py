@@ -9,8 +9,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -54,6 +54,16 @@ class Runtime:
         self._tasks: list[asyncio.Task[None]] = []
         self._runners: list[web.AppRunner] = []
         self._api: KubeApi | None = None
+        # Each Plugin as its last watch event brought it (handlers.py): a DataSourceInstance
+        # pass reads its Plugin here rather than with a GET of its own.
+        self._plugins_seen: dict[ObjectRef, Mapping[str, Any]] = {}
+
+    def plugin_seen(self, ref: ObjectRef, body: Mapping[str, Any] | None) -> None:
+        """A Plugin's watch event (``body`` None: it was deleted)."""
+        if body is None:
+            self._plugins_seen.pop(ref, None)
+        else:
+            self._plugins_seen[ref] = body
 
     async def start(self) -> None:
         kube = self._api = await api_client(self.kubeconfig)
@@ -71,7 +81,8 @@ class Runtime:
             kube, self.config, pipeline, Backoff(self.config.backoff, time.monotonic), events,
             sidecars=self.sidecar_service, on_target_changed=self.targets.add,
             images=ImageUnpacker(kube, self.config, store, desk))
-        self.datasource_service = DataSourceService(kube, self.config, events)
+        self.datasource_service = DataSourceService(kube, self.config, events,
+                                                    plugins=self._plugins_seen.get)
         self._spawn(self.plugins, self.plugin_service.reconcile)
         self._spawn(self.datasources, self.datasource_service.reconcile)
         self._spawn(self.targets, self.sidecar_service.reconcile_target)
