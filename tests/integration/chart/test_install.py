@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from tests.support.kube import ControlPlane
+from tests.support.wait import eventually
 from tests.unit.chart.helm import CHART, Helm
 
 pytestmark = pytest.mark.integration
@@ -57,6 +58,22 @@ def release(helm: Helm, control_plane: ControlPlane, tmp_path: Path) -> Iterator
                   f"po-plugins-{suffix}", tmp_path / "values.json")
     yield rel
     rel.run("uninstall", rel.name, "--namespace", rel.namespace, check=False)
+    # The apiserver drops a deleted admission policy from its admission cache a moment after
+    # the object goes: the tests after this one (on the same control plane) must not meet it.
+    eventually(f"release {rel.name}'s admission policy out of admission",
+               lambda: _admitted_elsewhere(control_plane, rel.name), timeout_s=30)
+
+
+def _admitted_elsewhere(plane: ControlPlane, release: str) -> bool:
+    """Whether a Plugin in a namespace no release serves passes admission (dry run) without
+    ``release``'s policy refusing it."""
+    probe = {"apiVersion": "plugin-operator.dev/v1alpha1", "kind": "Plugin",
+             "metadata": {"name": "admission-probe", "namespace": "default"},
+             "spec": {"pluginId": "probe-admission-datasource", "version": "1.0.0",
+                      "source": {"url": "https://example.invalid/probe.zip"}}}
+    result = plane.kubectl("create", "--dry-run=server", "-f", "-", stdin=json.dumps(probe),
+                           check=False)
+    return release not in result.stderr
 
 
 def _names(plane: ControlPlane, kind: str, namespace: str) -> set[str]:
