@@ -10,51 +10,31 @@ pods' IPs up to date, which this machine, the local cluster's node, reaches dire
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.e2e.conftest import HACK, scoped_namespace
+from tests.e2e.conftest import scoped_namespace
 from tests.e2e.install import Release, install_release
-from tests.e2e.journey.conftest import (
+from tests.e2e.journey.conftest import (  # noqa: F401 - fixtures used by this suite
     EXAMPLES,
     QUERIER,
     Gateway,
     Prometheus,
     ScrapeJob,
+    helm_binary,
     running_prometheus,
     scrape_jobs,
+    signed_testdata,
     wait_for,
 )
 from tests.e2e.kube import Cluster
-from tests.support.samples import package_testdata_python, run
 
 PLUGIN = "testdata-python"  # examples/plugin-testdata-python.yaml
 DATASOURCE = "testdata"  # examples/datasourceinstance-testdata.yaml
 OUTSIDER = "dashboards-outsider"  # a ServiceAccount the gateway refuses
-
-
-@pytest.fixture(scope="session")
-def helm_binary() -> Path:
-    built = subprocess.run([str(HACK / "build-components.sh"), "helm"], capture_output=True,
-                           text=True, check=False, timeout=1800)
-    assert built.returncode == 0, f"hack/build-components.sh helm failed:\n{built.stderr}"
-    return Path(built.stdout.strip().splitlines()[-1]) / "helm"
-
-
-@pytest.fixture(scope="session")
-def signed_testdata(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """plugins/testdata-python packaged and signed with a key of this session:
-    (signed zip, armored public key)."""
-    work = tmp_path_factory.mktemp("dashboards-signed")
-    key = work / "dashboards-signer.asc"
-    signed = run(HACK / "sign-plugin.sh", package_testdata_python(work), "--output",
-                 work / "testdata.zip", "--key", key, "--generate-key")
-    assert signed.returncode == 0, f"hack/sign-plugin.sh failed:\n{signed.stderr}"
-    return work / "testdata.zip", key.with_suffix(".pub.asc")
 
 
 @pytest.fixture(scope="session")
@@ -64,8 +44,8 @@ def plugin_namespace(cluster: Cluster) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def release(cluster: Cluster, helm_binary: Path, plugin_namespace: str,
-            signed_testdata: tuple[Path, Path],
+def release(cluster: Cluster, helm_binary: Path, plugin_namespace: str,  # noqa: F811
+            signed_testdata: tuple[Path, Path],  # noqa: F811
             tmp_path_factory: pytest.TempPathFactory) -> Iterator[Release]:
     installed = install_release(
         cluster, helm_binary, tmp_path_factory.mktemp("dashboards-helm"),
@@ -83,7 +63,7 @@ def release(cluster: Cluster, helm_binary: Path, plugin_namespace: str,
 
 @pytest.fixture(scope="session")
 def examples_running(cluster: Cluster, release: Release, plugin_namespace: str,
-                     signed_testdata: tuple[Path, Path]) -> None:
+                     signed_testdata: tuple[Path, Path]) -> None:  # noqa: F811
     """The examples as they are (the Plugin has a memory limit), Running and Healthy."""
     ns = plugin_namespace
     configmap = cluster.kubectl("-n", ns, "create", "configmap", "testdata-python-archive",
