@@ -88,7 +88,8 @@ def _in_pod_exit(text: str | None) -> Termination | None:
         return None
 
 
-def _count(text: str | None) -> int:
+def annotation_count(text: str | None) -> int:
+    """A count we keep in an annotation; anything else reads as 0."""
     return int(text) if text and text.isdigit() else 0
 
 
@@ -123,7 +124,7 @@ def observe_pod(pod: Mapping[str, Any]) -> ObservedPod:
         grace_seconds=int(metadata.get("deletionGracePeriodSeconds") or 0),
         # The kubelet's container restarts and the host's own restarts of the plugin.
         restarts=int(container.get("restartCount", 0))
-        + _count(annotations.get(naming.ANNOTATION_IN_POD_RESTARTS)),
+        + annotation_count(annotations.get(naming.ANNOTATION_IN_POD_RESTARTS)),
         restarts_counted=int(annotations.get(naming.ANNOTATION_RESTARTS, "0") or 0),
         reason=str(status.get("reason", "")),
         last_termination=termination,

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from plugin_operator.controller.planner import parse_time
+from plugin_operator.controller.planner import annotation_count, parse_time
 from plugin_operator.kube.rest import ConflictError, KubeApi, NotFoundError, core_path
 from plugin_operator.models import naming
 
@@ -100,13 +100,11 @@ def annotation_update(annotations: Mapping[str, str], report: RestartReport
     """The annotations that add this report's new restarts to the pod's count; None when
     it brings nothing new (a repeat, or an older report of the same life)."""
     seen_boot, _, seen_text = annotations.get(naming.ANNOTATION_IN_POD_SEEN, "").partition("/")
-    seen = int(seen_text) if seen_text.isdigit() else 0
-    counted_before = seen if seen_boot == report.boot else 0
+    counted_before = annotation_count(seen_text) if seen_boot == report.boot else 0
     new = report.restarts - counted_before
     if new <= 0:
         return None
-    total_text = annotations.get(naming.ANNOTATION_IN_POD_RESTARTS, "0")
-    total = int(total_text) if total_text.isdigit() else 0
+    total = annotation_count(annotations.get(naming.ANNOTATION_IN_POD_RESTARTS))
     update = {naming.ANNOTATION_IN_POD_RESTARTS: str(total + new),
               naming.ANNOTATION_IN_POD_SEEN: f"{report.boot}/{report.restarts}"}
     if report.last is not None:

@@ -168,16 +168,15 @@ class Host:
                 decision = self.supervisor.exited()
                 self.restarts.record(ended.failure)
                 self.metrics.plugin_restarts.inc()
+                self.reporter.send(self.restarts.report())
                 if not decision.restart:
                     log.error("the plugin keeps exiting; leaving the restarts to the kubelet",
                               extra={"plugin_id": plugin.id})
-                    self.reporter.send(self.restarts.report())
                     return self._fail(ended.failure.message,
                                       host_exit_code(ended.failure.exit_code))
                 log.warning("restarting the plugin", extra={
                     "plugin_id": plugin.id, "delay": decision.delay,
                     "exit": describe_exit(ended.failure.exit_code)})
-                self.reporter.send(self.restarts.report())
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.stop_requested.wait(), decision.delay)
                 if self.stop_requested.is_set():
