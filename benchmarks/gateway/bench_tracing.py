@@ -31,8 +31,6 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "operator"))
 sys.path.insert(0, str(REPO))
 
-import grpc.aio  # noqa: E402
-from aiohttp.test_utils import TestClient, TestServer  # noqa: E402
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider  # noqa: E402
 from opentelemetry.sdk.trace.export import (  # noqa: E402
     BatchSpanProcessor,
@@ -40,17 +38,10 @@ from opentelemetry.sdk.trace.export import (  # noqa: E402
     SpanExportResult,
 )
 
-from plugin_operator.gateway.access import Gatekeeper  # noqa: E402
-from plugin_operator.gateway.routing import Kind, RoutingTable  # noqa: E402
-from plugin_operator.gateway.server import Gateway, GatewayConfig  # noqa: E402
 from plugin_operator.gateway.tracing import Tracing  # noqa: E402
 from plugin_operator.protocol.stubs import backend_pb2 as pb  # noqa: E402
 from plugin_operator.protocol.stubs import backend_pb2_grpc  # noqa: E402
-from tests.support.gateway_launcher import (  # noqa: E402
-    datasource_object,
-    gateway_pod_object,
-    plugin_object,
-)
+from tests.support.gateway_launcher import in_process_gateway  # noqa: E402
 
 CALLER = {"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}
 PLAIN = {"Content-Type": "application/json"}
@@ -109,36 +100,21 @@ class Plugin(backend_pb2_grpc.DataServicer):
 async def whole_queries(tracing: Tracing, headers: dict[str, str], queries: int,
                         work: Path) -> float:
     """CPU microseconds of this process per query, after a warm-up."""
-    server = grpc.aio.server()
-    backend_pb2_grpc.add_DataServicer_to_server(Plugin(), server)  # type: ignore[no-untyped-call]
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    table = RoutingTable()
-    table.apply(Kind.PLUGIN, plugin_object("td", "testdata", mode="Sidecar"))
-    table.apply(Kind.DATASOURCE, datasource_object("ds", "uid-1", "td"))
-    table.apply(Kind.GATEWAY_POD, gateway_pod_object({"td": port}))
-    gateway = Gateway(table, Gatekeeper(None, None, anonymous=True),
-                      GatewayConfig(asset_cache_dir=work), tracing=tracing)
-    gateway.synced = True
-    client = TestClient(TestServer(gateway.app()))
-    await client.start_server()
     try:
-        async def one() -> None:
-            async with client.post("/api/ds/query", data=BODY,
-                                   headers={**PLAIN, **headers}) as response:
-                assert response.status == 200, await response.text()
-                await response.read()
+        async with in_process_gateway(Plugin(), work, tracing) as client:
+            async def one() -> None:
+                async with client.post("/api/ds/query", data=BODY,
+                                       headers={**PLAIN, **headers}) as response:
+                    assert response.status == 200, await response.text()
+                    await response.read()
 
-        for _ in range(200):
-            await one()
-        started = time.process_time()
-        for _ in range(queries):
-            await one()
-        return (time.process_time() - started) / queries * 1e6
+            for _ in range(200):
+                await one()
+            started = time.process_time()
+            for _ in range(queries):
+                await one()
+            return (time.process_time() - started) / queries * 1e6
     finally:
-        await client.close()
-        await gateway.upstream.close()
-        await server.stop(None)
         tracing.shutdown()
 
 

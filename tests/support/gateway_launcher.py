@@ -18,10 +18,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import grpc.aio
 import yaml
+from aiohttp.test_utils import TestClient, TestServer
 
+from plugin_operator.gateway.access import Gatekeeper
+from plugin_operator.gateway.routing import Kind, RoutingTable
+from plugin_operator.gateway.server import Gateway, GatewayConfig
+from plugin_operator.gateway.tracing import Tracing
 from plugin_operator.models import naming
 from plugin_operator.models.resources import API_VERSION
+from plugin_operator.protocol.stubs import backend_pb2_grpc
 
 GATEWAY_POD = "gateway-0"
 
@@ -128,3 +135,30 @@ async def running_gateway(world: Path | None, work_dir: Path, args: Sequence[str
             except TimeoutError:
                 process.kill()
                 await process.wait()
+
+
+@contextlib.asynccontextmanager
+async def in_process_gateway(data_servicer: Any, work_dir: Path,
+                             tracing: Tracing | None = None) -> AsyncIterator[TestClient]:
+    """A Gateway in this process (an aiohttp TestClient in front of it) whose one
+    datasource, uid ``uid-1``, is served by ``data_servicer`` (a pluginv2 Data servicer) on a
+    loopback gRPC port, as a Sidecar-mode Plugin of the gateway's own pod."""
+    server = grpc.aio.server()
+    backend_pb2_grpc.add_DataServicer_to_server(data_servicer, server)  # type: ignore[no-untyped-call]
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    table = RoutingTable()
+    table.apply(Kind.PLUGIN, plugin_object("td", "testdata", mode="Sidecar"))
+    table.apply(Kind.DATASOURCE, datasource_object("ds", "uid-1", "td"))
+    table.apply(Kind.GATEWAY_POD, gateway_pod_object({"td": port}))
+    gateway = Gateway(table, Gatekeeper(None, None, anonymous=True),
+                      GatewayConfig(asset_cache_dir=work_dir), tracing=tracing)
+    gateway.synced = True
+    client = TestClient(TestServer(gateway.app()))
+    await client.start_server()
+    try:
+        yield client
+    finally:
+        await client.close()
+        await gateway.upstream.close()
+        await server.stop(None)

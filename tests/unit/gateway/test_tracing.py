@@ -12,20 +12,17 @@ from typing import Any
 import grpc
 import grpc.aio
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
 from plugin_operator.gateway import cli
-from plugin_operator.gateway.access import Gatekeeper
-from plugin_operator.gateway.routing import Kind, RoutingTable
-from plugin_operator.gateway.server import Gateway, GatewayConfig
 from plugin_operator.gateway.tracing import Tracing, otlp_url
 from plugin_operator.protocol.stubs import backend_pb2 as pb
 from plugin_operator.protocol.stubs import backend_pb2_grpc
-from tests.support.gateway_launcher import datasource_object, gateway_pod_object, plugin_object
+from tests.support.gateway_launcher import in_process_gateway
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 CALLER_SPAN = "00f067aa0ba902b7"
@@ -75,14 +72,6 @@ class Setup:
 
 async def _setup(tmp_path: Path, exporting: bool) -> AsyncIterator[Setup]:
     plugin = FakePlugin()
-    server = grpc.aio.server()
-    backend_pb2_grpc.add_DataServicer_to_server(plugin, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    table = RoutingTable()
-    table.apply(Kind.PLUGIN, plugin_object("td", "testdata", mode="Sidecar"))
-    table.apply(Kind.DATASOURCE, datasource_object("ds", "uid-1", "td"))
-    table.apply(Kind.GATEWAY_POD, gateway_pod_object({"td": port}))
     spans = None
     tracing = Tracing()
     if exporting:
@@ -90,17 +79,8 @@ async def _setup(tmp_path: Path, exporting: bool) -> AsyncIterator[Setup]:
         provider = TracerProvider()
         provider.add_span_processor(SimpleSpanProcessor(spans))
         tracing = Tracing(provider)
-    gateway = Gateway(table, Gatekeeper(None, None, anonymous=True),
-                      GatewayConfig(asset_cache_dir=tmp_path), tracing=tracing)
-    gateway.synced = True
-    client = TestClient(TestServer(gateway.app()))
-    await client.start_server()
-    try:
+    async with in_process_gateway(plugin, tmp_path, tracing) as client:
         yield Setup(client, plugin, spans)
-    finally:
-        await client.close()
-        await gateway.upstream.close()
-        await server.stop(None)
 
 
 @pytest.fixture
