@@ -10,7 +10,7 @@ import base64
 import json
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,6 +20,7 @@ from plugin_operator.controller.endpoints import ready_endpoints
 from plugin_operator.controller.events import EventRecorder
 from plugin_operator.controller.health_hints import network_hint
 from plugin_operator.controller.planner import parse_time
+from plugin_operator.controller.watch_cache import ObjectCache
 from plugin_operator.kube.rest import KubeApi, NotFoundError, core_path, group_path
 from plugin_operator.models.resources import (
     API_VERSION,
@@ -52,24 +53,46 @@ class SecretMissingError(Exception):
     pass
 
 
+@dataclass(frozen=True)
+class WatchCaches:
+    """What a DataSourceInstance pass reads, as the operator's watches keep it (handlers.py).
+
+    Secrets are kept only while a DataSourceInstance refers to them."""
+
+    datasources: ObjectCache[ObjectRef] = field(default_factory=ObjectCache)
+    plugins: ObjectCache[ObjectRef] = field(default_factory=ObjectCache)
+    secrets: ObjectCache[ObjectRef] = field(default_factory=ObjectCache)
+
+
 class DataSourceService:
     def __init__(self, kube: KubeApi, config: OperatorConfig, events: EventRecorder,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-                 plugins: Callable[[ObjectRef], Mapping[str, Any] | None] | None = None
-                 ) -> None:
-        """``plugins``: the Plugins as the watch last delivered them; a Plugin it does not
-        hold yet (just after a start) is read from the apiserver."""
+                 caches: WatchCaches | None = None) -> None:
+        """``caches``: the objects as the watches last delivered them, read instead of a
+        GET; what they do not hold yet (just after a start) is read from the apiserver.
+        Without them, every pass reads everything from the apiserver."""
         self.kube = kube
         self.config = config
         self.events = events
         self.clock = clock
-        self.plugins = plugins or (lambda ref: None)
+        self.caches = caches
+
+    async def _read(self, cache: ObjectCache[ObjectRef] | None, key: ObjectRef,
+                    path: str) -> dict[str, Any] | None:
+        held = cache.get(key) if cache is not None else None
+        if held is not None:
+            return held
+        found = await self.kube.get_or_none(path)
+        if found is not None and cache is not None:
+            cache.answered(key, found)
+        return found
 
     def _path(self, key: ObjectRef, subresource: str | None = None) -> str:
         return group_path(API_VERSION, key.namespace, DATASOURCE_PLURAL, key.name, subresource)
 
     async def reconcile(self, key: ObjectRef) -> float | None:
-        obj = await self.kube.get_or_none(self._path(key))
+        obj = await self._read(self.caches.datasources if self.caches else None, key,
+                               self._path(key))
         if obj is None or obj["metadata"].get("deletionTimestamp"):
             metrics.LAST_SEEN.datasource_health.pop(str(key), None)
             return None
@@ -91,7 +114,9 @@ class DataSourceService:
             spec = parse_datasource_spec(obj.get("spec") or {}, key.name)
         except SpecError as exc:
             return await self._unhealthy(key, obj, "SpecInvalid", f"{exc}", plugin_ready=None)
-        plugin = self.plugins(ObjectRef(key.namespace, spec.plugin_name)) or \
+        # A Plugin is only read here, never written, so its watch copy alone is kept.
+        plugin_ref = ObjectRef(key.namespace, spec.plugin_name)
+        plugin = (self.caches.plugins.get(plugin_ref) if self.caches else None) or \
             await self.kube.get_or_none(group_path(API_VERSION, key.namespace,
                                                    PLUGIN_PLURAL, spec.plugin_name))
         if plugin is None or plugin["metadata"].get("deletionTimestamp"):
@@ -186,7 +211,9 @@ class DataSourceService:
         secrets: dict[str, Mapping[str, str] | None] = {}
         for field_name, ref in spec.secure_json_data_from.items():
             if ref.name not in secrets:
-                secret = await self.kube.get_or_none(core_path(namespace, "secrets", ref.name))
+                secret = await self._read(self.caches.secrets if self.caches else None,
+                                          ObjectRef(namespace, ref.name),
+                                          core_path(namespace, "secrets", ref.name))
                 secrets[ref.name] = None if secret is None else (secret.get("data") or {})
             data = secrets[ref.name]
             if data is None:
@@ -243,6 +270,8 @@ class DataSourceService:
         if patch is None:
             return
         try:
-            await self.kube.merge_patch(self._path(key, "status"), {"status": patch})
+            written = await self.kube.merge_patch(self._path(key, "status"), {"status": patch})
         except NotFoundError:
             return
+        if self.caches is not None:
+            self.caches.datasources.answered(key, written)

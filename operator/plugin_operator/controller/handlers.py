@@ -106,8 +106,8 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
     @kopf.on.event(GROUP, VERSION, PLUGIN_PLURAL, registry=registry)
     async def plugin_changed(**event: Any) -> None:
         namespace, name = event["namespace"], event["name"]
-        runtime.plugin_seen(ObjectRef(namespace, name),
-                            None if event["type"] == "DELETED" else event["body"])
+        runtime.caches.plugins.seen(ObjectRef(namespace, name),
+                                    None if event["type"] == "DELETED" else event["body"])
         if spec_changed("Plugin", event):
             runtime.plugins.add(ObjectRef(namespace, name))
         status = event["status"] or {}
@@ -151,6 +151,8 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
         namespace, name = event["namespace"], event["name"]
         gone = event["type"] == "DELETED"
         references.update(namespace, name, None if gone else event["spec"])
+        runtime.caches.datasources.seen(ObjectRef(namespace, name),
+                                        None if gone else event["body"])
         if spec_changed("DataSourceInstance", event):
             runtime.datasources.add(ObjectRef(namespace, name))
             requeue_attachments(namespace)
@@ -171,6 +173,16 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
     @kopf.on.event("", "v1", "secrets", registry=registry)
     async def secret_changed(**event: Any) -> None:
         namespace = event["namespace"]
-        for datasource in references.referrers(namespace, "Secret", event["name"]):
+        users = references.referrers(namespace, "Secret", event["name"])
+        ref = ObjectRef(namespace, event["name"])
+        if event["type"] == "DELETED":
+            runtime.caches.secrets.seen(ref, None)
+        elif users:
+            runtime.caches.secrets.seen(ref, event["body"])
+        else:
+            # Only Secrets a DataSourceInstance uses are kept; a pass that needs one the
+            # watch brought before its first user reads it once and keeps it from then on.
+            runtime.caches.secrets.forget(ref)
+        for datasource in users:
             runtime.datasources.add(ObjectRef(namespace, datasource))
             requeue_attachments(namespace)

@@ -9,8 +9,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -25,7 +25,7 @@ from plugin_operator.controller.artifacts import (
 from plugin_operator.controller.attachments import AttachmentService
 from plugin_operator.controller.backoff import Backoff
 from plugin_operator.controller.config import OperatorConfig
-from plugin_operator.controller.datasources import DataSourceService
+from plugin_operator.controller.datasources import DataSourceService, WatchCaches
 from plugin_operator.controller.events import EventRecorder
 from plugin_operator.controller.images import ImageUnpacker
 from plugin_operator.controller.packages import PackagePipeline
@@ -54,16 +54,9 @@ class Runtime:
         self._tasks: list[asyncio.Task[None]] = []
         self._runners: list[web.AppRunner] = []
         self._api: KubeApi | None = None
-        # Each Plugin as its last watch event brought it (handlers.py): a DataSourceInstance
-        # pass reads its Plugin here rather than with a GET of its own.
-        self._plugins_seen: dict[ObjectRef, Mapping[str, Any]] = {}
-
-    def plugin_seen(self, ref: ObjectRef, body: Mapping[str, Any] | None) -> None:
-        """A Plugin's watch event (``body`` None: it was deleted)."""
-        if body is None:
-            self._plugins_seen.pop(ref, None)
-        else:
-            self._plugins_seen[ref] = body
+        # What the watches brought (handlers.py): a DataSourceInstance pass reads its
+        # instance, its Plugin and its Secrets here rather than with GETs of its own.
+        self.caches = WatchCaches()
 
     async def start(self) -> None:
         kube = self._api = await api_client(self.kubeconfig)
@@ -82,7 +75,7 @@ class Runtime:
             sidecars=self.sidecar_service, on_target_changed=self.targets.add,
             images=ImageUnpacker(kube, self.config, store, desk))
         self.datasource_service = DataSourceService(kube, self.config, events,
-                                                    plugins=self._plugins_seen.get)
+                                                    caches=self.caches)
         self._spawn(self.plugins, self.plugin_service.reconcile)
         self._spawn(self.datasources, self.datasource_service.reconcile)
         self._spawn(self.targets, self.sidecar_service.reconcile_target)
