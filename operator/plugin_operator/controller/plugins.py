@@ -29,6 +29,7 @@ from plugin_operator.controller.plugin_sources import PluginSources
 from plugin_operator.controller.podspec import PluginRef
 from plugin_operator.controller.sidecars import SidecarService, TargetKey, target_of
 from plugin_operator.controller.status import grafana_compatibility, phase_message
+from plugin_operator.controller.watch_cache import ObjectCache
 from plugin_operator.kube.rest import ConflictError, KubeApi, NotFoundError, core_path, group_path
 from plugin_operator.models import naming
 from plugin_operator.models.resources import (
@@ -87,8 +88,12 @@ class PluginService:
     def __init__(self, kube: KubeApi, config: OperatorConfig, pipeline: PackagePipeline,
                  backoff: Backoff, events: EventRecorder, sidecars: SidecarService,
                  on_target_changed: Callable[[TargetKey], None], images: ImageUnpacker,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 cache: ObjectCache[ObjectRef] | None = None) -> None:
+        """``cache``: the Plugins as the watch last delivered them (and as our own writes
+        answered), read instead of a GET; without it every pass GETs its Plugin."""
         self.kube = kube
+        self.cache = cache
         self.sidecars = sidecars
         self.on_target_changed = on_target_changed
         self.config = config
@@ -100,7 +105,11 @@ class PluginService:
 
     async def reconcile(self, key: ObjectRef) -> float | None:
         """One pass; returns seconds until the next one should run (None: on events only)."""
-        obj = await self.kube.get_or_none(plugin_path(key))
+        obj = self.cache.get(key) if self.cache is not None else None
+        if obj is None:
+            obj = await self.kube.get_or_none(plugin_path(key))
+            if obj is not None and self.cache is not None:
+                self.cache.answered(key, obj)
         if obj is None or obj["metadata"].get("deletionTimestamp"):
             self.backoff.forget(str(key))
             self.pods.forget_services(key)
@@ -167,9 +176,24 @@ class PluginService:
             finalizers.remove(SIDECAR_FINALIZER)
         # resourceVersion makes this a compare-and-swap: another writer's finalizer is
         # never dropped; on a conflict the next pass tries again.
-        return await self.kube.merge_patch(plugin_path(key), {"metadata": {
-            "finalizers": finalizers,
-            "resourceVersion": obj["metadata"]["resourceVersion"]}})
+        try:
+            changed = await self.kube.merge_patch(plugin_path(key), {"metadata": {
+                "finalizers": finalizers,
+                "resourceVersion": obj["metadata"]["resourceVersion"]}})
+        except ConflictError:
+            self._forget(key)
+            raise
+        self._remember(key, changed)
+        return changed
+
+    def _remember(self, key: ObjectRef, answer: Mapping[str, Any]) -> None:
+        if self.cache is not None:
+            self.cache.answered(key, answer)
+
+    def _forget(self, key: ObjectRef) -> None:
+        """After a lost compare-and-swap our copy is known to be old: the next pass GETs."""
+        if self.cache is not None:
+            self.cache.forget(key)
 
     async def _run_sidecar(self, key: ObjectRef, obj: dict[str, Any], spec: PluginSpec,
                            package: VerifiedPackage, now: datetime, generation: int) -> bool:
@@ -250,7 +274,7 @@ class PluginService:
             observed_generation=generation,
             signature=signature_status(signature),
             plugin=PluginInfo(plugin.type, plugin.name, plugin.backend, package.executable,
-                               plugin.streaming, plugin.alerting),
+                               plugin.streaming, plugin.alerting, plugin.version),
             artifact=ArtifactStatus(package.artifact.sha256, package.artifact.size,
                                     package.artifact.url(self.config), origin.get("image"),
                                     origin.get("imagePath"),
@@ -333,10 +357,11 @@ class PluginService:
         if guarded:
             body["metadata"] = {"resourceVersion": obj["metadata"]["resourceVersion"]}
         try:
-            await self.kube.merge_patch(plugin_path(key, "status"), body)
+            self._remember(key, await self.kube.merge_patch(plugin_path(key, "status"), body))
         except NotFoundError:
             pass
         except ConflictError:
+            self._forget(key)
             return False
         return True
 

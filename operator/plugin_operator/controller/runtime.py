@@ -54,8 +54,8 @@ class Runtime:
         self._tasks: list[asyncio.Task[None]] = []
         self._runners: list[web.AppRunner] = []
         self._api: KubeApi | None = None
-        # What the watches brought (handlers.py): a DataSourceInstance pass reads its
-        # instance, its Plugin and its Secrets here rather than with GETs of its own.
+        # What the watches brought (handlers.py): passes read their object, and a
+        # DataSourceInstance pass its Plugin and Secrets, here rather than with GETs.
         self.caches = WatchCaches()
 
     async def start(self) -> None:
@@ -73,7 +73,7 @@ class Runtime:
         self.plugin_service = PluginService(
             kube, self.config, pipeline, Backoff(self.config.backoff, time.monotonic), events,
             sidecars=self.sidecar_service, on_target_changed=self.targets.add,
-            images=ImageUnpacker(kube, self.config, store, desk))
+            images=ImageUnpacker(kube, self.config, store, desk), cache=self.caches.plugins)
         self.datasource_service = DataSourceService(kube, self.config, events,
                                                     caches=self.caches)
         self._spawn(self.plugins, self.plugin_service.reconcile)
