@@ -176,17 +176,19 @@ class PluginInfo:
     executable: str = ""
     streaming: bool = False
     alerting: bool = False
+    version: str = ""  # info.version: what runs, whatever the source named (catalog latest)
 
     @classmethod
     def parse(cls, raw: Mapping[str, Any]) -> Self:
         return cls(str(raw.get("type") or ""), str(raw.get("name") or ""),
                    bool(raw.get("backend")), str(raw.get("executable") or ""),
-                   bool(raw.get("streaming")), bool(raw.get("alerting")))
+                   bool(raw.get("streaming")), bool(raw.get("alerting")),
+                   str(raw.get("version") or ""))
 
     def to_json(self) -> dict[str, Any]:
         return {"type": self.type, "name": self.name, "backend": self.backend,
                 "executable": self.executable, "streaming": self.streaming,
-                "alerting": self.alerting}
+                "alerting": self.alerting, "version": self.version}
 
 
 @dataclass(frozen=True)
