@@ -42,7 +42,7 @@ def test_verified_plugin_gets_pods_service_and_status(
     assert status["artifact"]["sha256"] == digest
     assert status["plugin"] == {"type": "datasource", "name": "Plugin Operator TestData (Python)",
                                 "backend": True, "executable": "gpx_testdata_python_linux_amd64",
-                                "streaming": True, "alerting": True}
+                                "streaming": True, "alerting": True, "version": "0.1.0"}
     conditions = {c["type"]: c["status"] for c in status["conditions"]}
     # The sample asks for Grafana >=10.0.0; plugins run as the configured 12.3.0.
     assert conditions == {"SignatureValid": "True", "Registered": "True",
