@@ -10,7 +10,7 @@ import base64
 import json
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,7 +20,7 @@ from plugin_operator.controller.endpoints import ready_endpoints
 from plugin_operator.controller.events import EventRecorder
 from plugin_operator.controller.health_hints import network_hint
 from plugin_operator.controller.planner import parse_time
-from plugin_operator.controller.watch_cache import ObjectCache
+from plugin_operator.controller.watch_cache import ObjectCache, WatchCaches, read_through
 from plugin_operator.kube.rest import KubeApi, NotFoundError, core_path, group_path
 from plugin_operator.models.resources import (
     API_VERSION,
@@ -47,21 +47,13 @@ log = logging.getLogger(__name__)
 # A backend becoming ready changes its Plugin's status, whose watch event brings this
 # DataSourceInstance back at once; the timer only covers a lost event.
 NO_BACKEND_RECHECK_SECONDS = 60.0
+# A Plugin the operator has not written a status for yet: its first status brings this
+# DataSourceInstance back; the timer only covers a Plugin whose pass keeps failing.
+PLUGIN_UNSEEN_RECHECK_SECONDS = 10.0
 
 
 class SecretMissingError(Exception):
     pass
-
-
-@dataclass(frozen=True)
-class WatchCaches:
-    """What a DataSourceInstance pass reads, as the operator's watches keep it (handlers.py).
-
-    Secrets are kept only while a DataSourceInstance refers to them."""
-
-    datasources: ObjectCache[ObjectRef] = field(default_factory=ObjectCache)
-    plugins: ObjectCache[ObjectRef] = field(default_factory=ObjectCache)
-    secrets: ObjectCache[ObjectRef] = field(default_factory=ObjectCache)
 
 
 class DataSourceService:
@@ -76,16 +68,11 @@ class DataSourceService:
         self.events = events
         self.clock = clock
         self.caches = caches
+        self._waited: set[ObjectRef] = set()  # passes that waited for their Plugin once
 
     async def _read(self, cache: ObjectCache[ObjectRef] | None, key: ObjectRef,
                     path: str) -> dict[str, Any] | None:
-        held = cache.get(key) if cache is not None else None
-        if held is not None:
-            return held
-        found = await self.kube.get_or_none(path)
-        if found is not None and cache is not None:
-            cache.answered(key, found)
-        return found
+        return await read_through(cache, key, lambda: self.kube.get_or_none(path))
 
     def _path(self, key: ObjectRef, subresource: str | None = None) -> str:
         return group_path(API_VERSION, key.namespace, DATASOURCE_PLURAL, key.name, subresource)
@@ -95,6 +82,7 @@ class DataSourceService:
                                self._path(key))
         if obj is None or obj["metadata"].get("deletionTimestamp"):
             metrics.LAST_SEEN.datasource_health.pop(str(key), None)
+            self._waited.discard(key)
             return None
         with metrics.RECONCILE_SECONDS.labels("DataSourceInstance").time():
             try:
@@ -125,6 +113,11 @@ class DataSourceService:
                 f"Plugin {spec.plugin_name!r} does not exist in namespace {key.namespace!r}; "
                 "create it or fix spec.pluginRef.name", plugin_ready=False)
         plugin_status = PluginStatus.parse(plugin.get("status"))
+        if plugin_status.observed_generation is None and not obj.get("status") and \
+                self._wait_once(key):
+            # The operator has not looked at the Plugin yet (just after a start, thousands
+            # at once): a status now would only be replaced when it has.
+            return PLUGIN_UNSEEN_RECHECK_SECONDS
         plugin_type = plugin_status.plugin.type if plugin_status.plugin else ""
         plugin_id = str((plugin.get("spec") or {}).get("pluginId", ""))
         if plugin_type and plugin_type != "datasource":
@@ -193,6 +186,13 @@ class DataSourceService:
             return None
         elapsed = (now - last).total_seconds() if last else 0.0
         return max(1.0, interval - elapsed)
+
+    def _wait_once(self, key: ObjectRef) -> bool:
+        if key in self._waited:
+            self._waited.discard(key)
+            return False
+        self._waited.add(key)
+        return True
 
     def _report_change(self, obj: Mapping[str, Any], old: Health | None, new: Health) -> None:
         """An event when the health changes, or a network failure's message does."""

@@ -14,8 +14,9 @@ from typing import Any
 
 import kopf
 
-from plugin_operator.controller.references import ReferenceIndex
+from plugin_operator.controller.references import ReferenceIndex, archive_references
 from plugin_operator.controller.runtime import Runtime
+from plugin_operator.controller.watch_cache import ObjectCache
 from plugin_operator.models import naming
 from plugin_operator.models.attachment import ATTACHMENT_PLURAL
 from plugin_operator.models.resources import (
@@ -72,6 +73,19 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
         await runtime.stop()
 
     references = ReferenceIndex()
+    archives = ReferenceIndex(archive_references)  # Plugins by their archive's ConfigMap
+
+    def keep_if_used(cache: ObjectCache[ObjectRef], event: dict[str, Any],
+                     users: frozenset[str]) -> None:
+        """Only objects something refers to are kept; a pass that needs one the watch
+        brought before its first user reads it once and keeps it from then on."""
+        ref = ObjectRef(event["namespace"], event["name"])
+        if event["type"] == "DELETED":
+            cache.seen(ref, None)
+        elif users:
+            cache.seen(ref, event["body"])
+        else:
+            cache.forget(ref)
     # namespace -> attachment name -> the Plugin names it lists: a Plugin's change (a new
     # version verified, a sidecar placed) brings back the attachments that list it.
     attachments: dict[str, dict[str, frozenset[str]]] = {}
@@ -106,8 +120,9 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
     @kopf.on.event(GROUP, VERSION, PLUGIN_PLURAL, registry=registry)
     async def plugin_changed(**event: Any) -> None:
         namespace, name = event["namespace"], event["name"]
-        runtime.caches.plugins.seen(ObjectRef(namespace, name),
-                                    None if event["type"] == "DELETED" else event["body"])
+        gone = event["type"] == "DELETED"
+        runtime.caches.plugins.seen(ObjectRef(namespace, name), None if gone else event["body"])
+        archives.update(namespace, name, None if gone else event["spec"])
         if spec_changed("Plugin", event):
             runtime.plugins.add(ObjectRef(namespace, name))
         status = event["status"] or {}
@@ -174,15 +189,16 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
     async def secret_changed(**event: Any) -> None:
         namespace = event["namespace"]
         users = references.referrers(namespace, "Secret", event["name"])
-        ref = ObjectRef(namespace, event["name"])
-        if event["type"] == "DELETED":
-            runtime.caches.secrets.seen(ref, None)
-        elif users:
-            runtime.caches.secrets.seen(ref, event["body"])
-        else:
-            # Only Secrets a DataSourceInstance uses are kept; a pass that needs one the
-            # watch brought before its first user reads it once and keeps it from then on.
-            runtime.caches.secrets.forget(ref)
+        keep_if_used(runtime.caches.secrets, event, users)
         for datasource in users:
             runtime.datasources.add(ObjectRef(namespace, datasource))
             requeue_attachments(namespace)
+
+    @kopf.on.event("", "v1", "configmaps", registry=registry)
+    async def configmap_changed(**event: Any) -> None:
+        # A new archive in a Plugin's ConfigMap is verified and rolled out at once.
+        namespace = event["namespace"]
+        users = archives.referrers(namespace, "ConfigMap", event["name"])
+        keep_if_used(runtime.caches.configmaps, event, users)
+        for plugin in users:
+            runtime.plugins.add(ObjectRef(namespace, plugin))

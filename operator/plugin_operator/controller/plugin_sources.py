@@ -16,7 +16,8 @@ from plugin_operator.controller.packages import (
     VerifiedPackage,
 )
 from plugin_operator.controller.podspec import Artifact, PluginRef
-from plugin_operator.kube.rest import KubeApi, NotFoundError, core_path
+from plugin_operator.controller.watch_cache import ObjectCache, read_through
+from plugin_operator.kube.rest import KubeApi, core_path
 from plugin_operator.models.resources import (
     CatalogSource,
     ConfigMapSource,
@@ -31,10 +32,13 @@ from plugin_operator.package.catalog_client import resolve
 
 
 class PluginSources:
-    def __init__(self, kube: KubeApi, pipeline: PackagePipeline, images: ImageUnpacker) -> None:
+    def __init__(self, kube: KubeApi, pipeline: PackagePipeline, images: ImageUnpacker,
+                 configmaps: ObjectCache[ObjectRef] | None = None) -> None:
+        """``configmaps``: archive ConfigMaps as a watch keeps them (else each pass GETs)."""
         self.kube = kube
         self.pipeline = pipeline
         self.images = images
+        self.configmaps = configmaps
 
     async def resolve(self, ref: PluginRef, spec: PluginSpec, status: PluginStatus,
                       generation: int) -> VerifiedPackage:
@@ -126,12 +130,13 @@ class PluginSources:
 
     async def _configmap_bytes(self, key: ObjectRef, source: ConfigMapSource) -> BytesInput:
         origin = f"ConfigMap {key.namespace}/{source.name} key {source.key}"
-        try:
-            cm = await self.kube.get(core_path(key.namespace, "configmaps", source.name))
-        except NotFoundError:
+        path = core_path(key.namespace, "configmaps", source.name)
+        cm = await read_through(self.configmaps, ObjectRef(key.namespace, source.name),
+                                lambda: self.kube.get_or_none(path))
+        if cm is None:
             raise PackageError("sourceNotFound", f"{origin} does not exist; create it (kubectl "
                                f"create configmap {source.name} --from-file={source.key}=...)",
-                               retryable=True) from None
+                               retryable=True)
         if source.key in (cm.get("binaryData") or {}):
             data = base64.b64decode(cm["binaryData"][source.key])
         elif source.key in (cm.get("data") or {}):

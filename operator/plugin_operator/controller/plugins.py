@@ -29,7 +29,7 @@ from plugin_operator.controller.plugin_sources import PluginSources
 from plugin_operator.controller.podspec import PluginRef
 from plugin_operator.controller.sidecars import SidecarService, TargetKey, target_of
 from plugin_operator.controller.status import grafana_compatibility, phase_message
-from plugin_operator.controller.watch_cache import ObjectCache
+from plugin_operator.controller.watch_cache import WatchCaches, read_through
 from plugin_operator.kube.rest import ConflictError, KubeApi, NotFoundError, core_path, group_path
 from plugin_operator.models import naming
 from plugin_operator.models.resources import (
@@ -89,11 +89,12 @@ class PluginService:
                  backoff: Backoff, events: EventRecorder, sidecars: SidecarService,
                  on_target_changed: Callable[[TargetKey], None], images: ImageUnpacker,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-                 cache: ObjectCache[ObjectRef] | None = None) -> None:
-        """``cache``: the Plugins as the watch last delivered them (and as our own writes
-        answered), read instead of a GET; without it every pass GETs its Plugin."""
+                 caches: WatchCaches | None = None) -> None:
+        """``caches``: the Plugins and archive ConfigMaps as the watches last delivered them
+        (and as our own writes answered), read instead of GETs; without them every pass
+        GETs what it reads."""
         self.kube = kube
-        self.cache = cache
+        self.cache = caches.plugins if caches else None
         self.sidecars = sidecars
         self.on_target_changed = on_target_changed
         self.config = config
@@ -101,15 +102,13 @@ class PluginService:
         self.events = events
         self.clock = clock
         self.pods = BackendPods(kube, config, backoff, events)
-        self.sources = PluginSources(kube, pipeline, images)
+        self.sources = PluginSources(kube, pipeline, images,
+                                     caches.configmaps if caches else None)
 
     async def reconcile(self, key: ObjectRef) -> float | None:
         """One pass; returns seconds until the next one should run (None: on events only)."""
-        obj = self.cache.get(key) if self.cache is not None else None
-        if obj is None:
-            obj = await self.kube.get_or_none(plugin_path(key))
-            if obj is not None and self.cache is not None:
-                self.cache.answered(key, obj)
+        obj = await read_through(self.cache, key,
+                                 lambda: self.kube.get_or_none(plugin_path(key)))
         if obj is None or obj["metadata"].get("deletionTimestamp"):
             self.backoff.forget(str(key))
             self.pods.forget_services(key)

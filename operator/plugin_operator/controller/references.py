@@ -1,8 +1,10 @@
-"""Which DataSourceInstances refer to a Plugin or a Secret, kept from watch events.
+"""Which objects refer to which, kept from watch events: DataSourceInstances to their Plugin
+and Secrets, Plugins to the ConfigMap that holds their archive.
 
-A change to a Plugin or a Secret must reach the DataSourceInstances that use it. The map is
-rebuilt from the DataSourceInstances' own watch events (the initial listing included), so it
-holds nothing the cluster does not say. It is ours rather than a kopf index: kopf holds
+A change to a Plugin or a Secret must reach the DataSourceInstances that use it, and a new
+archive in a ConfigMap the Plugins it holds. The maps are rebuilt from the referring
+objects' own watch events (the initial listing included), so they hold nothing the cluster
+does not say. It is ours rather than a kopf index: kopf holds
 every object's events until all its indexes are complete, which costs quadratic time in the
 number of objects when thousands of them arrive at once.
 """
@@ -10,7 +12,7 @@ number of objects when thousands of them arrive at once.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 # (namespace, kind, name) of a referenced object
@@ -28,13 +30,25 @@ def references_of(namespace: str, spec: Mapping[str, Any]) -> frozenset[Target]:
     return frozenset(targets)
 
 
+def archive_references(namespace: str, spec: Mapping[str, Any]) -> frozenset[Target]:
+    """A Plugin's ``spec.source.configMapRef``."""
+    ref = (spec.get("source") or {}).get("configMapRef")
+    name = ref.get("name") if isinstance(ref, Mapping) else None
+    return frozenset({(namespace, "ConfigMap", name)}) if isinstance(name, str) and name \
+        else frozenset()
+
+
 class ReferenceIndex:
-    def __init__(self) -> None:
+    def __init__(self, references: Callable[[str, Mapping[str, Any]], frozenset[Target]]
+                 = references_of) -> None:
+        """``references``: what an object's spec refers to (a DataSourceInstance's, unless
+        told otherwise)."""
+        self._references = references
         self._targets: dict[tuple[str, str], frozenset[Target]] = {}
         self._referrers: defaultdict[Target, set[str]] = defaultdict(set)
 
     def update(self, namespace: str, name: str, spec: Mapping[str, Any] | None) -> None:
-        """Record what the DataSourceInstance refers to now (``None``: it is gone)."""
+        """Record what the object refers to now (``None``: it is gone)."""
         key = (namespace, name)
         for target in self._targets.pop(key, frozenset()):
             referrers = self._referrers[target]
@@ -42,7 +56,7 @@ class ReferenceIndex:
             if not referrers:
                 del self._referrers[target]
         if spec is not None:
-            targets = references_of(namespace, spec)
+            targets = self._references(namespace, spec)
             self._targets[key] = targets
             for target in targets:
                 self._referrers[target].add(name)

@@ -25,13 +25,14 @@ from plugin_operator.controller.artifacts import (
 from plugin_operator.controller.attachments import AttachmentService
 from plugin_operator.controller.backoff import Backoff
 from plugin_operator.controller.config import OperatorConfig
-from plugin_operator.controller.datasources import DataSourceService, WatchCaches
+from plugin_operator.controller.datasources import DataSourceService
 from plugin_operator.controller.events import EventRecorder
 from plugin_operator.controller.images import ImageUnpacker
 from plugin_operator.controller.packages import PackagePipeline
 from plugin_operator.controller.plugins import PluginService
 from plugin_operator.controller.restart_reports import RestartReports
 from plugin_operator.controller.sidecars import SidecarService, TargetKey
+from plugin_operator.controller.watch_cache import WatchCaches
 from plugin_operator.controller.workqueue import WorkQueue
 from plugin_operator.kube.client import api_client
 from plugin_operator.kube.rest import KubeApi, group_path
@@ -54,8 +55,8 @@ class Runtime:
         self._tasks: list[asyncio.Task[None]] = []
         self._runners: list[web.AppRunner] = []
         self._api: KubeApi | None = None
-        # What the watches brought (handlers.py): passes read their object, and a
-        # DataSourceInstance pass its Plugin and Secrets, here rather than with GETs.
+        # What the watches brought (handlers.py): passes read their object, its archive
+        # ConfigMap, or its Plugin and Secrets here rather than with GETs.
         self.caches = WatchCaches()
 
     async def start(self) -> None:
@@ -73,7 +74,7 @@ class Runtime:
         self.plugin_service = PluginService(
             kube, self.config, pipeline, Backoff(self.config.backoff, time.monotonic), events,
             sidecars=self.sidecar_service, on_target_changed=self.targets.add,
-            images=ImageUnpacker(kube, self.config, store, desk), cache=self.caches.plugins)
+            images=ImageUnpacker(kube, self.config, store, desk), caches=self.caches)
         self.datasource_service = DataSourceService(kube, self.config, events,
                                                     caches=self.caches)
         self._spawn(self.plugins, self.plugin_service.reconcile)

@@ -20,8 +20,11 @@ from __future__ import annotations
 import json
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
+
+from plugin_operator.models.resources import ObjectRef
 
 K = TypeVar("K")
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
@@ -118,3 +121,28 @@ class ObjectCache(Generic[K]):
 
 def _encode(body: Mapping[str, Any]) -> bytes:
     return json.dumps(trimmed(body), separators=(",", ":")).encode()
+
+
+@dataclass(frozen=True)
+class WatchCaches:
+    """What reconcile passes read, as the operator's watches keep it (handlers.py). Secrets
+    and ConfigMaps are kept only while a DataSourceInstance or a Plugin refers to them."""
+
+    datasources: ObjectCache[ObjectRef] = field(default_factory=ObjectCache)
+    plugins: ObjectCache[ObjectRef] = field(default_factory=ObjectCache)
+    secrets: ObjectCache[ObjectRef] = field(default_factory=ObjectCache)
+    configmaps: ObjectCache[ObjectRef] = field(default_factory=ObjectCache)
+
+
+async def read_through(cache: ObjectCache[K] | None, key: K,
+                       fetch: Callable[[], Awaitable[dict[str, Any] | None]]
+                       ) -> dict[str, Any] | None:
+    """``key`` from ``cache``, or else from ``fetch`` (a GET), whose answer is then kept.
+    Pass a cache only if a watch feeds it: nothing else would ever refresh the answer."""
+    held = cache.get(key) if cache is not None else None
+    if held is not None:
+        return held
+    found = await fetch()
+    if found is not None and cache is not None:
+        cache.answered(key, found)
+    return found

@@ -186,6 +186,24 @@ def test_tampered_archive_is_rejected_and_nothing_runs(
     assert operator.pods("tampered") == []
 
 
+def test_a_new_archive_in_the_configmap_is_verified_at_once(
+        operator: OperatorProcess, signed_testdata_python: SignedSample, tmp_path: Path) -> None:
+    # A rejected Plugin waits for a change, not a timer: the ConfigMap's own change brings it.
+    archive_configmap(operator, "replaced",
+                      tamper(signed_testdata_python.archive, tmp_path / "tampered.zip"))
+    operator.apply(plugin_object("replaced", "replaced"))
+    operator.wait_for("Rejected", lambda: _phase(operator, "replaced") == "Rejected")
+    fixed = operator.kubectl("create", "configmap", "replaced", "--dry-run=client", "-o", "json",
+                             f"--from-file=plugin.zip={signed_testdata_python.archive}").stdout
+    operator.kubectl("replace", "-f", "-", stdin=fixed)
+    status = operator.wait_for("the signed archive verified",
+                               lambda: _phase(operator, "replaced") in ("Starting", "Running")
+                               and operator.status("plugin", "replaced"))
+    assert status["signature"]["status"] == "valid"
+    assert status["artifact"]["sha256"] == hashlib.sha256(
+        signed_testdata_python.archive.read_bytes()).hexdigest()
+
+
 @pytest.mark.parametrize(("policy", "phase", "expected"), [
     ("RequireValid", "Rejected", "[signatureMissing]"),
     ("AllowUnsigned", "Starting", "starting"),

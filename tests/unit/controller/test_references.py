@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from plugin_operator.controller.references import ReferenceIndex
+from plugin_operator.controller.references import ReferenceIndex, archive_references
 
 
 def spec(plugin: str, *secrets: str) -> dict[str, object]:
@@ -33,3 +33,12 @@ def test_malformed_references_are_ignored() -> None:
     index = ReferenceIndex()
     index.update("ns", "a", {"secureJsonDataFrom": {"x": "not-a-mapping", "y": {}}})
     assert index.referrers("ns", "Secret", "not-a-mapping") == set()
+
+
+def test_plugins_are_indexed_by_the_configmap_holding_their_archive() -> None:
+    index = ReferenceIndex(archive_references)
+    index.update("ns", "a", {"source": {"configMapRef": {"name": "archive", "key": "p.zip"}}})
+    index.update("ns", "b", {"source": {"url": "https://example.com/p.zip"}})
+    assert index.referrers("ns", "ConfigMap", "archive") == {"a"}
+    index.update("ns", "a", {"source": {"catalog": {"version": "latest"}}})
+    assert index.referrers("ns", "ConfigMap", "archive") == set()
