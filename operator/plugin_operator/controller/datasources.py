@@ -56,6 +56,16 @@ class SecretMissingError(Exception):
     pass
 
 
+def _unknown(before: Health | None, message: str, now: datetime) -> Health:
+    """No check could run, for ``message``'s reason. The same reason seen again keeps its
+    first time: a status rewritten only for a newer timestamp would be a write per object
+    per recheck, thousands a minute in a large cluster, saying nothing new."""
+    if before is not None and before.status == "UNKNOWN" and before.message == message \
+            and not before.details:
+        return before
+    return Health("UNKNOWN", message, timestamp(now))
+
+
 class DataSourceService:
     def __init__(self, kube: KubeApi, config: OperatorConfig, events: EventRecorder,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -144,7 +154,7 @@ class DataSourceService:
             message = (f"Plugin {spec.plugin_name!r} has no ready backend "
                        f"(phase {plugin_status.phase or 'Pending'})")
             await self._write(key, obj, replace(
-                settled, health=Health("UNKNOWN", message, timestamp(now)),
+                settled, health=_unknown(status.health, message, now),
                 conditions=(
                     transition(previous, "PluginReady", False, "NoReadyBackend", message,
                                generation, now),
@@ -255,7 +265,7 @@ class DataSourceService:
             self.events.emit(obj, "Warning", reason, message)
         await self._write(key, obj, replace(
             status, observed_generation=generation,
-            health=Health("UNKNOWN", message, timestamp(now)),
+            health=_unknown(status.health, message, now),
             conditions=(
                 transition(previous, "PluginReady", plugin_ready, reason, message, generation,
                            now),

@@ -2,7 +2,8 @@
 
 Watch events only say "look at this object again"; many events for one object collapse into
 one pass, an object is never reconciled by two workers at once, and an object that changes
-while it is being reconciled is reconciled once more afterwards.
+while it is being reconciled is reconciled once more afterwards. When the next timed pass
+is due is for the latest pass to say: it replaces whatever an earlier pass asked for.
 """
 
 from __future__ import annotations
@@ -30,19 +31,19 @@ class WorkQueue(Generic[K]):
         if key not in self._processing:
             self._queue.put_nowait(key)
 
-    def add_after(self, key: K, delay: float) -> None:
-        """Reconcile ``key`` after ``delay`` seconds (the earliest request wins)."""
+    def schedule(self, key: K, delay: float | None) -> None:
+        """Reconcile ``key`` after ``delay`` seconds (None: on events only), instead of when
+        an earlier pass asked for: that pass saw an older world."""
+        timer = self._timers.pop(key, None)
+        if timer is not None:
+            timer.cancel()
+        if delay is None:
+            return
         if delay <= 0:
             self.add(key)
             return
         loop = asyncio.get_running_loop()
-        when = loop.time() + delay
-        timer = self._timers.get(key)
-        if timer is not None and not timer.cancelled() and timer.when() <= when:
-            return
-        if timer is not None:
-            timer.cancel()
-        self._timers[key] = loop.call_at(when, self._fire, key)
+        self._timers[key] = loop.call_at(loop.time() + delay, self._fire, key)
 
     def _fire(self, key: K) -> None:
         self._timers.pop(key, None)
@@ -76,8 +77,7 @@ class WorkQueue(Generic[K]):
                 again = 1.0
             finally:
                 self._done(key)
-            if again is not None:
-                self.add_after(key, again)
+            self.schedule(key, again)
 
     def close(self) -> None:
         for timer in self._timers.values():
