@@ -48,8 +48,10 @@ log = logging.getLogger(__name__)
 # DataSourceInstance back at once; the timer only covers a lost event.
 NO_BACKEND_RECHECK_SECONDS = 60.0
 # A Plugin the operator has not written a status for yet: its first status brings this
-# DataSourceInstance back; the timer only covers a Plugin whose pass keeps failing.
-PLUGIN_UNSEEN_RECHECK_SECONDS = 10.0
+# DataSourceInstance back. The timer and the patience only cover a Plugin whose pass keeps
+# failing (after a start with thousands of Plugins, the last ones wait minutes in line).
+PLUGIN_UNSEEN_RECHECK_SECONDS = 60.0
+PLUGIN_UNSEEN_PATIENCE_SECONDS = 600.0
 
 
 class SecretMissingError(Exception):
@@ -78,7 +80,7 @@ class DataSourceService:
         self.events = events
         self.clock = clock
         self.caches = caches
-        self._waited: set[ObjectRef] = set()  # passes that waited for their Plugin once
+        self._waiting: dict[ObjectRef, datetime] = {}  # -> since when, for its Plugin
 
     async def _read(self, cache: ObjectCache[ObjectRef] | None, key: ObjectRef,
                     path: str) -> dict[str, Any] | None:
@@ -92,7 +94,7 @@ class DataSourceService:
                                self._path(key))
         if obj is None or obj["metadata"].get("deletionTimestamp"):
             metrics.LAST_SEEN.datasource_health.pop(str(key), None)
-            self._waited.discard(key)
+            self._waiting.pop(key, None)
             return None
         with metrics.RECONCILE_SECONDS.labels("DataSourceInstance").time():
             try:
@@ -123,11 +125,13 @@ class DataSourceService:
                 f"Plugin {spec.plugin_name!r} does not exist in namespace {key.namespace!r}; "
                 "create it or fix spec.pluginRef.name", plugin_ready=False)
         plugin_status = PluginStatus.parse(plugin.get("status"))
-        if plugin_status.observed_generation is None and not obj.get("status") and \
-                self._wait_once(key):
+        if plugin_status.observed_generation is None and not obj.get("status"):
             # The operator has not looked at the Plugin yet (just after a start, thousands
             # at once): a status now would only be replaced when it has.
-            return PLUGIN_UNSEEN_RECHECK_SECONDS
+            since = self._waiting.setdefault(key, now)
+            if (now - since).total_seconds() < PLUGIN_UNSEEN_PATIENCE_SECONDS:
+                return PLUGIN_UNSEEN_RECHECK_SECONDS
+        self._waiting.pop(key, None)
         plugin_type = plugin_status.plugin.type if plugin_status.plugin else ""
         plugin_id = str((plugin.get("spec") or {}).get("pluginId", ""))
         if plugin_type and plugin_type != "datasource":
@@ -196,13 +200,6 @@ class DataSourceService:
             return None
         elapsed = (now - last).total_seconds() if last else 0.0
         return max(1.0, interval - elapsed)
-
-    def _wait_once(self, key: ObjectRef) -> bool:
-        if key in self._waited:
-            self._waited.discard(key)
-            return False
-        self._waited.add(key)
-        return True
 
     def _report_change(self, obj: Mapping[str, Any], old: Health | None, new: Health) -> None:
         """An event when the health changes, or a network failure's message does."""
