@@ -106,7 +106,7 @@ def _script_output(*command: str | Path) -> str:
 
 def build_all() -> tuple[Path, Path, Path]:
     """(load generator, Go sample's plugin dir, plugin-front), each built or cached."""
-    loadgen = _script_output(REPO / "benchmarks" / "gateway" / "build-loadgen.sh")
+    loadgen = _script_output(REPO / "benchmarks" / "gateway" / "build-go-tool.sh", "loadgen")
     sample = _script_output(REPO / "hack" / "build-sample-go.sh", "sample-go")
     front = _script_output(REPO / "hack" / "build-front.sh")
     values = dict(line.split("=", 1) for line in (loadgen + sample).splitlines() if "=" in line)
