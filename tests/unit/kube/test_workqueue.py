@@ -2,7 +2,8 @@
 
 What its docstrings promise: many events for one key collapse into one pass, a key is never
 reconciled by two workers at once, a key that changes while it is reconciled runs once more
-afterwards, ``add_after`` delays a pass (the earliest request wins), ``reconcile`` may ask
+afterwards, ``schedule`` sets when a key's next timed pass is due (the latest request
+replaces an earlier one: the pass asking last saw the newest world), ``reconcile`` may ask
 for its next pass, a failing pass is retried after a second, and ``close`` drops what is
 still scheduled.
 
@@ -190,8 +191,8 @@ async def test_delayed_keys_run_in_the_order_of_their_due_times() -> None:
     loop = asyncio.get_running_loop()
     async with workers(queue, reconcile):
         start = loop.time()
-        queue.add_after("slow", 0.3)
-        queue.add_after("fast", 0.05)
+        queue.schedule("slow", 0.3)
+        queue.schedule("fast", 0.05)
         queue.add("now")
         await eventually(lambda: "slow" in reconcile.passes, "the slow key ran")
     assert reconcile.passes == ["now", "fast", "slow"]
@@ -202,49 +203,69 @@ async def test_delayed_keys_run_in_the_order_of_their_due_times() -> None:
 @pytest.mark.parametrize("delay", [0, -1.0])
 async def test_a_delay_that_is_not_positive_queues_at_once(delay: float) -> None:
     queue: WorkQueue[str] = WorkQueue()
-    queue.add_after("a", delay)
+    queue.schedule("a", delay)
     assert len(queue) == 1
     reconcile = Recorder()
     async with workers(queue, reconcile):
         await eventually(lambda: reconcile.passes == ["a"], "a ran")
 
 
-async def test_the_earliest_of_two_delays_wins_when_the_later_is_asked_first() -> None:
+async def test_a_sooner_request_replaces_a_later_one() -> None:
     queue: WorkQueue[str] = WorkQueue()
     reconcile = Recorder()
-    loop = asyncio.get_running_loop()
     async with workers(queue, reconcile):
-        start = loop.time()
-        queue.add_after("a", 1.0)
-        queue.add_after("a", 0.05)
-        await eventually(lambda: "a" in reconcile.passes, "a ran", seconds=0.8)
-        assert reconcile.started_at["a"][0] - start < 0.8
+        queue.schedule("a", 1.0)
+        queue.schedule("a", 0.05)
+        queue.schedule("sentinel", 0.5)
+        await eventually(lambda: "sentinel" in reconcile.passes, "the sentinel ran")
         # The 1 s request was replaced, not kept: a timer due after it sees no second pass.
-        queue.add_after("sentinel", 1.2)
-        await eventually(lambda: "sentinel" in reconcile.passes, "the sentinel ran")
-    assert reconcile.passes == ["a", "sentinel"]
+        queue.schedule("sentinel", 1.2)
+        await eventually(lambda: reconcile.count("sentinel") == 2, "the sentinel ran again")
+    assert reconcile.passes == ["a", "sentinel", "sentinel"]
 
 
-async def test_the_earliest_of_two_delays_wins_when_it_is_asked_first() -> None:
+async def test_a_later_request_replaces_a_sooner_one() -> None:
     queue: WorkQueue[str] = WorkQueue()
     reconcile = Recorder()
-    loop = asyncio.get_running_loop()
     async with workers(queue, reconcile):
-        start = loop.time()
-        queue.add_after("a", 0.05)
-        queue.add_after("a", 1.0)
-        await eventually(lambda: "a" in reconcile.passes, "a ran", seconds=0.8)
-        assert reconcile.started_at["a"][0] - start < 0.8
-        queue.add_after("sentinel", 1.2)
+        queue.schedule("a", 0.05)
+        queue.schedule("a", 0.6)
+        queue.schedule("sentinel", 0.3)
+        await eventually(lambda: "a" in reconcile.passes, "a ran")
+    assert reconcile.passes == ["sentinel", "a"]
+
+
+async def test_none_cancels_a_scheduled_pass() -> None:
+    queue: WorkQueue[str] = WorkQueue()
+    reconcile = Recorder()
+    async with workers(queue, reconcile):
+        queue.schedule("a", 0.05)
+        queue.schedule("a", None)
+        queue.schedule("sentinel", 0.3)
         await eventually(lambda: "sentinel" in reconcile.passes, "the sentinel ran")
-    assert reconcile.passes == ["a", "sentinel"]
+    assert reconcile.passes == ["sentinel"]
+
+
+async def test_a_pass_replaces_the_timer_an_earlier_pass_asked_for() -> None:
+    # The first pass asks to be back in 0.3 s; an event brings a second pass at once, which
+    # says "on events only": the first pass's timer must not bring a third.
+    queue: WorkQueue[str] = WorkQueue()
+    reconcile = Recorder(answers={"a": [0.3, None]})
+    async with workers(queue, reconcile):
+        queue.add("a")
+        await eventually(lambda: reconcile.count("a") == 1, "a ran")
+        queue.add("a")
+        await eventually(lambda: reconcile.count("a") == 2, "a ran again")
+        queue.schedule("sentinel", 0.6)
+        await eventually(lambda: "sentinel" in reconcile.passes, "the sentinel ran")
+    assert reconcile.passes == ["a", "a", "sentinel"]
 
 
 async def test_an_event_does_not_wait_for_a_scheduled_pass() -> None:
     queue: WorkQueue[str] = WorkQueue()
     reconcile = Recorder()
     async with workers(queue, reconcile):
-        queue.add_after("a", 30)
+        queue.schedule("a", 30)
         queue.add("a")
         await eventually(lambda: reconcile.passes == ["a"], "a ran at once")
 
@@ -258,7 +279,7 @@ async def test_reconcile_asks_for_its_next_pass() -> None:
         first, second = reconcile.started_at["a"]
         assert second - first >= 0.1
         # None: no pass until the next event; a timer due later proves none is scheduled.
-        queue.add_after("sentinel", 0.3)
+        queue.schedule("sentinel", 0.3)
         await eventually(lambda: "sentinel" in reconcile.passes, "the sentinel ran")
     assert reconcile.passes == ["a", "a", "sentinel"]
 
@@ -296,12 +317,12 @@ async def test_close_drops_scheduled_passes() -> None:
     queue: WorkQueue[str] = WorkQueue()
     reconcile = Recorder(answers={"b": [0.1]})
     async with workers(queue, reconcile):
-        queue.add_after("a", 0.1)
+        queue.schedule("a", 0.1)
         queue.add("b")  # asks for another pass in 0.1 s
         await eventually(lambda: reconcile.passes == ["b"] and not reconcile.active,
                          "b ran")
         queue.close()
-        queue.add_after("sentinel", 0.4)
+        queue.schedule("sentinel", 0.4)
         await eventually(lambda: "sentinel" in reconcile.passes, "the sentinel ran")
     assert reconcile.passes == ["b", "sentinel"]
 
@@ -334,7 +355,7 @@ async def test_a_cancelled_worker_stops_and_releases_its_key() -> None:
         gate.set()
         async with workers(queue, reconcile):
             await eventually(lambda: reconcile.count("a") == 2, "a ran on the new worker")
-            queue.add_after("sentinel", 1.2)
+            queue.schedule("sentinel", 1.2)
             await eventually(lambda: "sentinel" in reconcile.passes, "the sentinel ran")
         assert reconcile.passes == ["a", "a", "sentinel"]
     finally:
