@@ -7,6 +7,7 @@ callables, so this module stays pure and testable.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import time
 from collections import OrderedDict
@@ -40,7 +41,9 @@ class Permission:
     group: str = GROUP
 
 
+@functools.lru_cache(maxsize=4096)
 def query_datasource(namespace: str, name: str) -> Permission:
+    """Asked on every query: the same (immutable) object for the same datasource."""
     return Permission(QUERY_VERB, DATASOURCE_PLURAL, namespace, name)
 
 

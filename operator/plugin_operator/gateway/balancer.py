@@ -21,6 +21,9 @@ class LoadTracker:
     def pick(self, endpoints: Sequence[str], exclude: Iterable[str] = ()) -> str | None:
         """The endpoint with the fewest calls in flight; ties rotate so that idle replicas
         share the load instead of the first one taking it all."""
+        if len(endpoints) == 1 and not exclude:  # one replica, first try: nothing to choose
+            self._turn += 1
+            return endpoints[0]
         skip = set(exclude)
         candidates = [e for e in endpoints if e not in skip]
         if not candidates:

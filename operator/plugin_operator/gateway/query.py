@@ -7,10 +7,11 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from plugin_operator.protocol.frames import frame_from_arrow, frame_to_json
-from plugin_operator.protocol.models import DataQuery, FrameFormat, TimeRange
+from plugin_operator.protocol.models import DataQuery, FrameFormat
 
 from .errors import GatewayError, result_status, utf8_text
 from .limits import Limits
@@ -21,6 +22,10 @@ DEFAULT_INTERVAL_MS = 1000
 DEFAULT_LIMITS = Limits()
 # Datasource uids Grafana handles itself; no plugin serves them.
 BUILTIN_UIDS = frozenset({"__expr__", "grafana", "-- Grafana --", "-- Mixed --", "-- Dashboard --"})
+# json.dumps(..., separators=...) builds an encoder per call; one serves every query model.
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
+_DECODER = json.JSONDecoder()
+_JSON_SPACE = " \t\n\r"
 
 
 @dataclass
@@ -41,7 +46,9 @@ def _bad(message: str) -> GatewayError:
 
 def _datasource_uid(query: Mapping[str, Any], index: int) -> str:
     ds = query.get("datasource")
-    if isinstance(ds, Mapping) and isinstance(ds.get("uid"), str) and ds["uid"]:
+    # type() first: the ABC isinstance is slow, and parsed JSON objects are dicts.
+    if (type(ds) is dict or isinstance(ds, Mapping)) and isinstance(ds.get("uid"), str) \
+            and ds["uid"]:
         return utf8_text(str(ds["uid"]), f"queries[{index}].datasource.uid")
     if isinstance(ds, str) and ds:
         # Pre-8.3 dashboards name the datasource with a plain string; here it is the uid.
@@ -70,6 +77,18 @@ def _load(body: bytes, limits: Limits) -> Any:
                    f"deep); at most {limits.json_containers} are accepted: send fewer or "
                    "simpler queries per request (the gateway's --max-json-containers)")
     try:
+        if body[:1] == b"{":
+            # The usual body (UTF-8, an object first thing): decoded without json.loads's
+            # encoding detection and whitespace regexes. Anything else, or anything wrong,
+            # goes through json.loads, which also words the error.
+            try:
+                text = body.decode()
+                payload, end = _DECODER.raw_decode(text)
+            except ValueError:
+                pass
+            else:
+                if end == len(text) or not text[end:].strip(_JSON_SPACE):
+                    return payload
         return json.loads(body or b"null")
     except RecursionError as exc:
         raise _bad("the body's JSON is nested too deeply; flatten the query model") from exc
@@ -90,10 +109,9 @@ def parse_query_request(body: bytes, now_ms: int,
                    f"{limits.queries_per_request} are accepted: split them over several "
                    "requests (the gateway's --max-queries-per-request)")
     try:
-        window = parse_range(payload.get("from", "now-6h"), payload.get("to", "now"), now_ms)
+        time_range = parse_range(payload.get("from", "now-6h"), payload.get("to", "now"), now_ms)
     except TimeRangeError as exc:
         raise _bad(str(exc)) from exc
-    time_range = TimeRange(window.from_ms, window.to_ms)
     grouped: dict[str, DatasourceQueries] = {}
     ref_ids: list[str] = []
     seen: set[str] = set()
@@ -117,13 +135,16 @@ def parse_query_request(body: bytes, now_ms: int,
             raise _bad(f"queries[{index}].queryType must be a string, not {shown(query_type)}")
         utf8_text(query_type, f"queries[{index}].queryType")
         try:
-            model = json.dumps(query, separators=(",", ":")).encode()
+            model = _COMPACT.encode(query).encode()
         except RecursionError as exc:
             raise _bad(f"queries[{index}] is nested too deeply; flatten the query model") \
                 from exc
         # Only the encoded model is kept: the parsed body (many times its size in Python
         # objects) is garbage once this function returns, not held during the plugin call.
-        grouped.setdefault(uid, DatasourceQueries(uid)).queries.append(DataQuery(
+        group = grouped.get(uid)
+        if group is None:
+            group = grouped[uid] = DatasourceQueries(uid)
+        group.queries.append(DataQuery(
             ref_id=ref_id, query_type=query_type,
             max_data_points=_int(query, "maxDataPoints", DEFAULT_MAX_DATA_POINTS, index,
                                  limits.max_data_points),
@@ -165,11 +186,12 @@ def encode_results(results: Mapping[str, QueryResult]) -> bytes:
         result = results[ref_id]
         if index:
             parts.append(b",")
-        parts.append(json.dumps(ref_id).encode())
+        parts.append(encode_basestring_ascii(ref_id).encode())  # json.dumps(ref_id)
         parts.append(b":{")
         if result.error:
-            parts.append(b'"error":' + json.dumps(result.error).encode() + b',"errorSource":'
-                         + json.dumps(result.error_source).encode() + b",")
+            parts.append(b'"error":' + encode_basestring_ascii(result.error).encode()
+                         + b',"errorSource":'
+                         + encode_basestring_ascii(result.error_source).encode() + b",")
         parts.append(b'"status":' + str(result.status).encode())
         if result.from_plugin:
             parts.append(b',"frames":[')

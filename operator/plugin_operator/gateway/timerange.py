@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+
+from plugin_operator.protocol.models import TimeRange
 
 # ASCII digits only (str.isdigit would let "²" or Arabic digits through to int()).
 _EPOCH = re.compile(r"^[0-9]{1,15}$")
@@ -22,10 +23,9 @@ class TimeRangeError(ValueError):
     """A ``from``/``to`` value that is neither epoch milliseconds nor ``now[+-N<unit>]``."""
 
 
-@dataclass(frozen=True)
-class ParsedRange:
-    from_ms: int
-    to_ms: int
+# parse_range's answer: the protocol's own TimeRange (from_ms, to_ms), so that a query's
+# range is built once.
+ParsedRange = TimeRange
 
 
 def shown(value: object, limit: int = 60) -> str:
@@ -49,6 +49,8 @@ def parse_time(text: object, now_ms: int, *, field: str) -> int:
     if not isinstance(text, str):
         raise TimeRangeError(f"{field} must be a string such as 'now-1h' or '1700000000000', "
                              f"or a number of epoch milliseconds, not {shown(text)}")
+    if text.isdigit() and text.isascii() and len(text) <= 15:  # the usual: epoch ms
+        return _in_range(int(text), text, field)
     value = text.strip()
     if _EPOCH.match(value):
         return _in_range(int(value), text, field)

@@ -109,6 +109,11 @@ class Tracing:
         context_token = otel_context.attach(trace.set_span_in_context(span, parent))
         return RequestTrace(span, context_token, _TRACED.set(True))
 
+    @staticmethod
+    def active() -> bool:
+        """Whether the request being served is traced (its spans record or pass context)."""
+        return _TRACED.get()
+
     def span(self, name: str, attributes: Mapping[str, str] | None = None
              ) -> contextlib.AbstractContextManager[Any]:
         """A child span of the request's for a step of its own (admission, resolution)."""

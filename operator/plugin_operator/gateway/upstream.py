@@ -33,6 +33,7 @@ from .metrics import GatewayMetrics
 from .tracing import Tracing
 
 T = TypeVar("T")
+_FORMATS = {f.value: f for f in FrameFormat}  # FrameFormat(n) costs an Enum call per answer
 
 
 @dataclass
@@ -89,22 +90,28 @@ class Upstream:
         """``fn`` on the least busy endpoint; once more on another one only if the call
         never reached a plugin (whatever the method: nothing happened yet). A backend that
         failed with the call in progress is not given a second victim (failures.py)."""
+        tracker = self.tracker
+        in_flight = tracker.endpoint_in_flight
         tried: list[str] = []
         while True:
-            target = self.tracker.pick(endpoints, tried)
+            target = tracker.pick(endpoints, tried)
             if target is None:
                 raise no_ready_backend(plugin)
             tried.append(target)
             started = time.perf_counter()
+            # tracker.calling(target), spelled out: this runs once per plugin call.
+            in_flight[target] += 1
             try:
-                with self.tracker.calling(target):
-                    return await fn(self._endpoint(target))
+                return await fn(self._endpoint(target))
             except PluginError as exc:
                 if not (len(tried) == 1 and never_reached_plugin(exc)
-                        and self.tracker.pick(endpoints, tried) is not None):
+                        and tracker.pick(endpoints, tried) is not None):
                     raise
                 self.metrics.retries.labels(plugin, method).inc()
             finally:
+                in_flight[target] -= 1
+                if not in_flight[target]:
+                    del in_flight[target]
                 self.metrics.child(self.metrics.upstream_seconds, plugin, method).observe(
                     time.perf_counter() - started)
 
@@ -119,16 +126,22 @@ class Upstream:
 
         async def run(endpoint: _Endpoint) -> dict[str, RawDataResponse]:
             try:
-                # The trace context travels in gRPC metadata, as Grafana sends it.
-                with self.tracing.plugin_call("pluginv2.Data", "QueryData", endpoint.target,
-                                              plugin) as metadata:
-                    reply = await endpoint.data.QueryData(message, timeout=self.timeout,
-                                                          metadata=metadata)
+                if self.tracing.active():
+                    # The trace context travels in gRPC metadata, as Grafana sends it.
+                    with self.tracing.plugin_call("pluginv2.Data", "QueryData",
+                                                  endpoint.target, plugin) as metadata:
+                        reply = await endpoint.data.QueryData(message, timeout=self.timeout,
+                                                              metadata=metadata)
+                else:
+                    reply = await endpoint.data.QueryData(message, timeout=self.timeout)
             except grpc.aio.AioRpcError as exc:
                 raise error_from_rpc(exc, "QueryData") from None
+            # By key: items() on a protobuf map runs through Python's Mapping mixins.
+            responses = reply.responses
             return {ref: RawDataResponse(list(r.frames), r.error, r.status, r.errorSource,
-                                         FrameFormat(r.format))
-                    for ref, r in reply.responses.items()}
+                                         _FORMATS[r.format] if r.format in _FORMATS
+                                         else FrameFormat(r.format))
+                    for ref in responses for r in (responses[ref],)}
 
         return await self.call(plugin, "QueryData", endpoints, run)
 

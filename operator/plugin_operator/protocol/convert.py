@@ -125,6 +125,20 @@ def query_data_request_to_proto(req: QueryDataRequest) -> pb.QueryDataRequest:
                                queries=[_query_to_proto(q) for q in req.queries])
 
 
+def query_data_message(plugin_context: pb.PluginContext, queries: list[DataQuery],
+                       headers: Mapping[str, str], fmt: FrameFormat) -> pb.QueryDataRequest:
+    """The request of :func:`query_data_request_to_proto` around a PluginContext already in
+    protobuf form (the gateway keeps one per datasource settings version): no dataclass, no
+    empty context built and then overwritten."""
+    message = pb.QueryDataRequest(pluginContext=plugin_context,
+                                  format=fmt.value,  # type: ignore[arg-type]
+                                  queries=[_query_to_proto(q) for q in queries])
+    fields = message.headers  # set one by one: the constructor fills maps through Python code
+    for name, value in headers.items():
+        fields[name] = value
+    return message
+
+
 def query_chunked_request_to_proto(req: QueryDataRequest) -> pb.QueryChunkedDataRequest:
     return pb.QueryChunkedDataRequest(
         pluginContext=plugin_context_to_proto(req.plugin_context), headers=req.headers,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 
@@ -170,3 +171,26 @@ def test_malformed_tokens_are_refused_without_a_review() -> None:
         with pytest.raises(GatewayError) as error:
             bearer_token({"Authorization": header})
         assert "malformed" in error.value.message
+
+
+def test_the_in_flight_gauge_reads_the_admission_count_when_scraped(tmp_path: Path) -> None:
+    from prometheus_client import generate_latest
+
+    from plugin_operator.gateway.routing import RoutingTable
+    from plugin_operator.gateway.server import Gateway, GatewayConfig
+
+    gateway = Gateway(RoutingTable(), Gatekeeper(None, None, anonymous=True),
+                      GatewayConfig(max_in_flight_per_plugin=2, asset_cache_dir=tmp_path))
+
+    def scraped() -> bytes:
+        return generate_latest(gateway.metrics.registry)
+
+    with gateway.admitted("p"):
+        assert b'plugin_gateway_in_flight_requests{plugin="p"} 1.0' in scraped()
+        with gateway.admitted("p"):
+            assert b'plugin_gateway_in_flight_requests{plugin="p"} 2.0' in scraped()
+            with pytest.raises(GatewayError) as refused:
+                gateway.admitted("p")
+        assert refused.value.status == 503
+    assert b'plugin_gateway_in_flight_requests{plugin="p"} 0.0' in scraped()
+    assert query_datasource("ns", "a") is query_datasource("ns", "a")

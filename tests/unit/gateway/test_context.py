@@ -76,3 +76,30 @@ def test_context_cache_stays_bounded() -> None:
     for index in range(10):
         cache.get(resolved.plugin, resolved.settings, f"user-{index}", "default")
         assert len(cache._entries) <= 3
+
+
+def test_query_message_around_a_cached_context_is_the_full_conversion() -> None:
+    # The query path builds its request around the cached PluginContext message; the bytes
+    # on the wire are those of the plain conversion of the same request.
+    from plugin_operator.protocol import convert
+    from plugin_operator.protocol.models import DataQuery, FrameFormat, QueryDataRequest, TimeRange
+
+    table = RoutingTable()
+    table.apply(Kind.PLUGIN, plugin_object("td", "testdata", "team-a"))
+    table.apply(Kind.DATASOURCE, datasource_object("ds", "u", "td", "team-a",
+                                                   json_data={"v": 1}))
+    resolved = table.datasource("u")
+    defaults = context.ContextDefaults()
+    queries = [DataQuery("A", "t", 10, 1000, TimeRange(1, 2), b'{"refId":"A"}'),
+               DataQuery("B", "", 5, 10, TimeRange(1, 2), b"{}")]
+    headers = context.forwarded_headers({"X-Panel-Id": "3"}, "u", 1)
+    cached = context.DatasourceContextCache(defaults).get(resolved.plugin, resolved.settings,
+                                                          "alice", "team-a")
+    built = convert.query_data_message(cached, queries, headers, FrameFormat.JSON)
+    plain = convert.query_data_request_to_proto(QueryDataRequest(
+        context.datasource_context(defaults, resolved.plugin, resolved.settings,
+                                   context.caller("alice"), "team-a"),
+        queries, headers, FrameFormat.JSON))
+    assert built == plain
+    assert built.SerializeToString(deterministic=True) == \
+        plain.SerializeToString(deterministic=True)

@@ -9,7 +9,7 @@ import pytest
 
 from plugin_operator.gateway import query
 from plugin_operator.gateway.errors import GatewayError, from_plugin_error, result_status
-from plugin_operator.gateway.timerange import TimeRangeError, parse_range, parse_time
+from plugin_operator.gateway.timerange import TimeRangeError, parse_range, parse_time, shown
 from plugin_operator.protocol.errors import (
     MethodNotImplementedError,
     PluginError,
@@ -139,5 +139,41 @@ def test_time_bounds_are_checked() -> None:
     assert parse_time(" 1700000000000 ", NOW, field="from") == 1_700_000_000_000
     for bad in (None, {}, [], float("nan"), float("inf"), 1e30, -1, "now-99999999999999y",
                 "9" * 30, "\u0661"):
+        with pytest.raises(TimeRangeError):
+            parse_time(bad, NOW, field="from")
+
+
+@pytest.mark.parametrize("body", [
+    b'{"queries": [{"datasource": "x"}]}\r\n\t ',
+    b'\xef\xbb\xbf{"queries": [{"datasource": "x"}]}',  # a UTF-8 BOM
+    '{"queries": [{"datasource": "x"}]}'.encode("utf-16"),
+    '{"queries": [{"datasource": "x"}]}'.encode("utf-16-le"),
+    b' {"queries": [{"datasource": "x"}]}',
+    b'{"queries": [{"datasource": "x"}]} {}',  # extra data
+    b'{"queries": [{"datasource": "x"}]}\x0c',  # not JSON whitespace
+    b'{"queries": [{"datasource": "\xff"}]}',  # not UTF-8
+    b'{"queries": [{"datasource": "x"}]',
+])
+def test_bodies_are_read_exactly_as_json_loads_reads_them(body: bytes) -> None:
+    # The usual body skips json.loads's encoding detection; every body still gets the
+    # answer json.loads gives it, refusals worded the same.
+    refusal = ""
+    try:
+        json.loads(body)
+    except ValueError as exc:
+        refusal = f"the body is not JSON: {shown(str(exc), 200)}"
+    if not refusal:
+        assert query.parse_query_request(body, NOW).ref_ids == ["A"]
+        return
+    with pytest.raises(GatewayError) as error:
+        query.parse_query_request(body, NOW)
+    assert error.value.message == refusal
+
+
+def test_epoch_strings_and_their_look_alikes() -> None:
+    assert parse_range("1700000000000", "1700000600000", NOW) == \
+        parse_range(1_700_000_000_000, 1_700_000_600_000, NOW)
+    assert parse_time("0", NOW, field="from") == 0
+    for bad in ("\u00b2", "1\u0661", "9" * 16, "-5", "+5", "1_000"):
         with pytest.raises(TimeRangeError):
             parse_time(bad, NOW, field="from")

@@ -22,7 +22,7 @@ from plugin_operator.gateway.routing import ResolvedDataSource
 from plugin_operator.gateway.upstream import RawDataResponse
 from plugin_operator.protocol import convert
 from plugin_operator.protocol.errors import PluginError
-from plugin_operator.protocol.models import FrameFormat, PluginContext, QueryDataRequest
+from plugin_operator.protocol.models import FrameFormat
 
 if TYPE_CHECKING:
     from plugin_operator.gateway.server import Gateway
@@ -30,7 +30,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("plugin_operator.gateway")
 
 ARROW_FILE = "application/vnd.apache.arrow.file"
-_NO_CONTEXT = PluginContext()  # replaced by a cached message before the call
 MAX_CONCURRENT_DATASOURCES = 8  # Grafana's limit for one /api/ds/query
 
 
@@ -83,14 +82,12 @@ class QueryRoutes:
                 suspect = fingerprint(str(resolved.record.key), [q.json for q in batch.queries])
                 gateway.quarantine.check(suspect)
                 gateway.timed_out.check(suspect)
-            message = convert.query_data_request_to_proto(QueryDataRequest(
-                plugin_context=_NO_CONTEXT, queries=batch.queries, format=fmt,
-                headers=context.forwarded_headers(request.headers, uid,
-                                                  gateway.config.context.org_id,
-                                                  resolved.record.spec.json_data)))
-            message.pluginContext.CopyFrom(gateway.contexts.get(
-                resolved.plugin, resolved.settings, identity.username,
-                resolved.record.key.namespace))
+            message = convert.query_data_message(
+                gateway.contexts.get(resolved.plugin, resolved.settings, identity.username,
+                                     resolved.record.key.namespace),
+                batch.queries, context.forwarded_headers(request.headers, uid,
+                                                         gateway.config.context.org_id,
+                                                         resolved.record.spec.json_data), fmt)
             with gateway.admitted(plugin_id):
                 try:
                     raw = await gateway.upstream.query_data_message(
