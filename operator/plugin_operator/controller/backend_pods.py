@@ -21,7 +21,6 @@ from plugin_operator.controller.config import OperatorConfig
 from plugin_operator.controller.events import EventRecorder
 from plugin_operator.controller.packages import VerifiedPackage
 from plugin_operator.controller.planner import DeleteReason, ObservedPod, observe_pod, plan_pods
-from plugin_operator.controller.pod_index import PodIndex
 from plugin_operator.controller.podspec import (
     PluginRef,
     backend_peers_service,
@@ -53,11 +52,8 @@ class PodsPass:
 
 class BackendPods:
     def __init__(self, kube: KubeApi, config: OperatorConfig, backoff: Backoff,
-                 events: EventRecorder, index: PodIndex | None = None) -> None:
-        """``index``: the pods as the watch and our writes tell them, read instead of a LIST
-        per pass (and told of our writes); without it, every pass LISTs."""
+                 events: EventRecorder) -> None:
         self.kube = kube
-        self.index = index
         self.config = config
         self.backoff = backoff
         self.events = events
@@ -83,8 +79,9 @@ class BackendPods:
                 self.events.emit(obj, "Warning", "BackendReplaced",
                                  f"pod {deletion.pod.name} failed ({why}); a new pod follows "
                                  f"in {delay:.0f}s")
-            await self._delete(key.namespace, deletion.pod.name, deletion.pod.uid,
-                               force=deletion.force)
+            await self.kube.delete(core_path(key.namespace, "pods", deletion.pod.name),
+                                   grace_period_seconds=0 if deletion.force else None,
+                                   uid=deletion.pod.uid)
         for pod in pods:
             if pod.alive and pod.restarts > pod.restarts_counted:
                 restarts += pod.restarts - pod.restarts_counted
@@ -94,13 +91,10 @@ class BackendPods:
         created = 0
         for ordinal in plan.create:
             try:
-                answer = await self.kube.create(core_path(key.namespace, "pods"),
-                                                backend_pod(ref, spec, package.artifact,
-                                                            self.config, ordinal,
-                                                            spare=ordinal in plan.spare))
+                await self.kube.create(core_path(key.namespace, "pods"),
+                                       backend_pod(ref, spec, package.artifact, self.config,
+                                                   ordinal, spare=ordinal in plan.spare))
                 created += 1
-                if self.index is not None:
-                    self.index.answered(answer)
             except ConflictError:
                 log.debug("pod %s/%d exists already", key, ordinal)
         if plan.create and plan.rolling:
@@ -144,28 +138,18 @@ class BackendPods:
             self._applied.pop(core_path(key.namespace, "services", name), None)
 
     async def list(self, key: ObjectRef) -> list[dict[str, Any]]:
-        if self.index is not None:
-            return await self.index.pods(key.namespace, key.name)
         return await self.kube.list(f"/api/v1/namespaces/{key.namespace}/pods",
                                     label_selector=f"{naming.LABEL_PLUGIN}={key.name}")
 
     async def delete_all(self, key: ObjectRef) -> None:
         for pod in await self.list(key):
-            await self._delete(key.namespace, pod["metadata"]["name"], pod["metadata"]["uid"])
-
-    async def _delete(self, namespace: str, name: str, uid: str, force: bool = False) -> None:
-        answer = await self.kube.delete(core_path(namespace, "pods", name),
-                                        grace_period_seconds=0 if force else None, uid=uid)
-        if self.index is not None:
-            self.index.deleted(namespace, name, uid, answer)
+            await self.kube.delete(core_path(key.namespace, "pods", pod["metadata"]["name"]),
+                                   uid=pod["metadata"]["uid"])
 
     async def _mark_restarts_counted(self, key: ObjectRef, pod: ObservedPod) -> None:
         """Remember on the pod which of its container restarts the status has counted."""
         try:
-            patched = await self.kube.merge_patch(core_path(key.namespace, "pods", pod.name), {
+            await self.kube.merge_patch(core_path(key.namespace, "pods", pod.name), {
                 "metadata": {"annotations": {naming.ANNOTATION_RESTARTS: str(pod.restarts)}}})
         except NotFoundError:
             return
-        if self.index is not None:
-            # Else a pass before the watch brings the patch would count these restarts again.
-            self.index.answered(patched)

@@ -20,7 +20,6 @@ from plugin_operator.controller.endpoints import ready_endpoints
 from plugin_operator.controller.events import EventRecorder
 from plugin_operator.controller.health_hints import network_hint
 from plugin_operator.controller.planner import parse_time
-from plugin_operator.controller.pod_index import PodIndex
 from plugin_operator.controller.watch_cache import ObjectCache, WatchCaches, read_through
 from plugin_operator.kube.rest import KubeApi, NotFoundError, core_path, group_path
 from plugin_operator.models.resources import (
@@ -72,13 +71,11 @@ def _unknown(before: Health | None, message: str, now: datetime) -> Health:
 class DataSourceService:
     def __init__(self, kube: KubeApi, config: OperatorConfig, events: EventRecorder,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-                 caches: WatchCaches | None = None, pod_index: PodIndex | None = None) -> None:
+                 caches: WatchCaches | None = None) -> None:
         """``caches``: the objects as the watches last delivered them, read instead of a
         GET; what they do not hold yet (just after a start) is read from the apiserver.
-        Without them, every pass reads everything from the apiserver. ``pod_index``: the
-        backend pods, read instead of a LIST."""
+        Without them, every pass reads everything from the apiserver."""
         self.kube = kube
-        self.pod_index = pod_index
         self.config = config
         self.events = events
         self.clock = clock
@@ -154,7 +151,7 @@ class DataSourceService:
             # lastUpdatedMS must move forward, even if two changes land in one millisecond.
             version = max(int(now.timestamp() * 1000), version + 1)
         endpoints = await ready_endpoints(self.kube, self.config, key.namespace,
-                                          spec.plugin_name, plugin, self.pod_index)
+                                          spec.plugin_name, plugin)
         settled = DataSourceStatus(observed_generation=generation, plugin_id=plugin_id,
                                    settings_version=version, settings_hash=digest)
         if not endpoints:

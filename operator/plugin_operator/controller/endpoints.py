@@ -10,7 +10,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from plugin_operator.controller.config import OperatorConfig
-from plugin_operator.controller.pod_index import PodIndex
 from plugin_operator.controller.sidecars import target_of, workload_pods
 from plugin_operator.kube.rest import KubeApi
 from plugin_operator.models import naming
@@ -20,10 +19,8 @@ from plugin_operator.models.world import ObjectError, parse_backend_pod, parse_g
 
 
 async def ready_endpoints(kube: KubeApi, config: OperatorConfig, namespace: str,
-                          plugin_name: str, plugin: Mapping[str, Any],
-                          pods: PodIndex | None = None) -> list[str]:
-    """``host:port`` of every ready backend of the Plugin, in pod mode or sidecar mode.
-    Pod-mode backends come from ``pods`` when given, else from a LIST."""
+                          plugin_name: str, plugin: Mapping[str, Any]) -> list[str]:
+    """``host:port`` of every ready backend of the Plugin, in pod mode or sidecar mode."""
     try:
         spec = parse_plugin_spec(plugin.get("spec") or {})
     except SpecError:
@@ -33,10 +30,9 @@ async def ready_endpoints(kube: KubeApi, config: OperatorConfig, namespace: str,
         # brings the callers back, so there is no need to list pods until then.
         if not PluginStatus.parse(plugin.get("status")).ready_replicas:
             return []
-        found = await pods.pods(namespace, plugin_name) if pods is not None else \
-            await kube.list(f"/api/v1/namespaces/{namespace}/pods",
-                            label_selector=f"{naming.LABEL_PLUGIN}={plugin_name}")
-        records = [parse_backend_pod(p) for p in found]
+        pods = await kube.list(f"/api/v1/namespaces/{namespace}/pods",
+                               label_selector=f"{naming.LABEL_PLUGIN}={plugin_name}")
+        records = [parse_backend_pod(p) for p in pods]
         return [f"{r.ip}:{naming.GRPC_PORT}" for r in records if r.ready]
     container = naming.sidecar_container_name(plugin_name)
     endpoints = []

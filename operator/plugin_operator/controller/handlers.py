@@ -142,21 +142,7 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
     @kopf.on.event("", "v1", "pods", labels={naming.LABEL_PLUGIN: kopf.PRESENT},
                    registry=registry)
     async def backend_pod_changed(**event: Any) -> None:
-        # The index first: the pass this queues reads its pods there.
-        for plugin in runtime.pod_index.seen(event["body"],
-                                             deleted=event["type"] == "DELETED"):
-            runtime.plugins.add(ObjectRef(event["namespace"], plugin))
-
-    def kept_as_backend(*, namespace: str | None, name: str, **_: Any) -> bool:
-        return runtime.pod_index.holds(namespace or "", name)
-
-    @kopf.on.event("", "v1", "pods", labels={naming.LABEL_PLUGIN: kopf.ABSENT},
-                   when=kept_as_backend, registry=registry)
-    async def backend_pod_unlabelled(**event: Any) -> None:
-        # A pod whose label was taken off leaves its Plugin, as it would leave a LIST.
-        for plugin in runtime.pod_index.seen(event["body"],
-                                             deleted=event["type"] == "DELETED"):
-            runtime.plugins.add(ObjectRef(event["namespace"], plugin))
+        runtime.plugins.add(ObjectRef(event["namespace"], event["labels"][naming.LABEL_PLUGIN]))
 
     @kopf.on.event("", "v1", "services", labels={naming.LABEL_PLUGIN: kopf.PRESENT},
                    registry=registry)

@@ -26,7 +26,6 @@ from plugin_operator.controller.packages import (
     VerifiedPackage,
 )
 from plugin_operator.controller.plugin_sources import PluginSources
-from plugin_operator.controller.pod_index import PodIndex
 from plugin_operator.controller.podspec import PluginRef
 from plugin_operator.controller.sidecars import SidecarService, TargetKey, target_of
 from plugin_operator.controller.status import grafana_compatibility, phase_message
@@ -90,10 +89,10 @@ class PluginService:
                  backoff: Backoff, events: EventRecorder, sidecars: SidecarService,
                  on_target_changed: Callable[[TargetKey], None], images: ImageUnpacker,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-                 caches: WatchCaches | None = None, pod_index: PodIndex | None = None) -> None:
+                 caches: WatchCaches | None = None) -> None:
         """``caches``: the Plugins and archive ConfigMaps as the watches last delivered them
         (and as our own writes answered), read instead of GETs; without them every pass
-        GETs what it reads. ``pod_index``: the backend pods likewise, instead of a LIST."""
+        GETs what it reads."""
         self.kube = kube
         self.cache = caches.plugins if caches else None
         self.sidecars = sidecars
@@ -102,7 +101,7 @@ class PluginService:
         self.backoff = backoff
         self.events = events
         self.clock = clock
-        self.pods = BackendPods(kube, config, backoff, events, pod_index)
+        self.pods = BackendPods(kube, config, backoff, events)
         self.sources = PluginSources(kube, pipeline, images,
                                      caches.configmaps if caches else None)
 

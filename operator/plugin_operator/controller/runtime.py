@@ -30,7 +30,6 @@ from plugin_operator.controller.events import EventRecorder
 from plugin_operator.controller.images import ImageUnpacker
 from plugin_operator.controller.packages import PackagePipeline
 from plugin_operator.controller.plugins import PluginService
-from plugin_operator.controller.pod_index import PodIndex
 from plugin_operator.controller.restart_reports import RestartReports
 from plugin_operator.controller.sidecars import SidecarService, TargetKey
 from plugin_operator.controller.watch_cache import WatchCaches
@@ -59,7 +58,6 @@ class Runtime:
         # What the watches brought (handlers.py): passes read their object, its archive
         # ConfigMap, or its Plugin and Secrets here rather than with GETs.
         self.caches = WatchCaches()
-        self.pod_index = PodIndex()  # backend pods by Plugin, from the pod watch
 
     async def start(self) -> None:
         kube = self._api = await api_client(self.kubeconfig)
@@ -70,20 +68,15 @@ class Runtime:
         self._tasks.append(asyncio.create_task(collector.run()))
         events = EventRecorder(kube)
         self.events = events
-        # Passes wait for this LIST to fill the pod index; it then runs again now and then.
-        self._tasks.append(asyncio.create_task(
-            self.pod_index.keep_listed(kube, self.config.namespaces)))
         self.sidecar_service = SidecarService(kube, self.config, events,
                                               on_plugin_changed=self.plugins.add)
         desk: UploadDesk[ObjectRef] = UploadDesk(on_arrival=self.plugins.add)
         self.plugin_service = PluginService(
             kube, self.config, pipeline, Backoff(self.config.backoff, time.monotonic), events,
             sidecars=self.sidecar_service, on_target_changed=self.targets.add,
-            images=ImageUnpacker(kube, self.config, store, desk), caches=self.caches,
-            pod_index=self.pod_index)
+            images=ImageUnpacker(kube, self.config, store, desk), caches=self.caches)
         self.datasource_service = DataSourceService(kube, self.config, events,
-                                                    caches=self.caches,
-                                                    pod_index=self.pod_index)
+                                                    caches=self.caches)
         self._spawn(self.plugins, self.plugin_service.reconcile)
         self._spawn(self.datasources, self.datasource_service.reconcile)
         self._spawn(self.targets, self.sidecar_service.reconcile_target)

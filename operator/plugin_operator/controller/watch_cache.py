@@ -9,9 +9,7 @@ Two things make a watch copy unsafe to read as it is, and both are handled here:
   catches up.
 - **A deletion the watch saw before our answer arrived.** An answer read or written just
   before the object went must not bring it back: a deleted object's key refuses answers
-  for a while. When the deletion says which object went (its uid), an answer about a newer
-  object of the same name is still taken, and a late word about an older one never
-  replaces a newer one: pods are deleted and created again under the same name.
+  for a while.
 - **Memory.** Thousands of objects are kept. Each is stored as compact JSON without
   ``managedFields`` and kubectl's last-applied annotation (most of a small object's bytes),
   and decoded afresh on each read, so no caller can change the stored copy either.
@@ -52,10 +50,6 @@ def _version(body: Mapping[str, Any]) -> str:
     return str((body.get("metadata") or {}).get("resourceVersion") or "")
 
 
-def _uid(body: Mapping[str, Any]) -> str:
-    return str((body.get("metadata") or {}).get("uid") or "")
-
-
 def _newer(version: str, than: str) -> bool:
     """Whether ``version`` is known to come after ``than``. resourceVersions are opaque to
     clients; etcd's are revision numbers, and only then can two be ordered."""
@@ -65,100 +59,64 @@ def _newer(version: str, than: str) -> bool:
 class ObjectCache(Generic[K]):
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
-        self._bodies: dict[K, tuple[str, str, bytes]] = {}  # key -> (version, uid, JSON)
+        self._bodies: dict[K, tuple[str, bytes]] = {}  # key -> (resourceVersion, JSON)
         # key -> (resourceVersion an answer carried, when), until the watch brings it
         self._answered: dict[K, tuple[str, float]] = {}
-        # key -> (when, uid and resourceVersion of what went, "" if unknown), oldest first
-        self._deleted: OrderedDict[K, tuple[float, str, str]] = OrderedDict()
+        self._deleted: OrderedDict[K, float] = OrderedDict()  # key -> when, oldest first
 
     def __len__(self) -> int:
         return len(self._bodies)
 
-    def seen(self, key: K, body: Mapping[str, Any] | None) -> bool:
-        """A watch event (``body`` None: the object was deleted). True when it changed what
-        is kept."""
-        if body is None:
-            return self.gone(key)
+    def seen(self, key: K, body: Mapping[str, Any] | None) -> None:
+        """A watch event (``body`` None: the object was deleted)."""
         now = self._clock()
-        event_version = _version(body)
-        deleted = self._deleted.get(key)
-        if self._older_object(key, body) or (deleted is not None and deleted[1]
-                                             and deleted[1] == _uid(body)):
-            return False  # an object that a newer one replaced, or that is known gone
+        if body is None:
+            self._bodies.pop(key, None)
+            self._answered.pop(key, None)
+            self._deleted[key] = now
+            self._deleted.move_to_end(key)
+            self._forget_deletions(now)
+            return
         self._deleted.pop(key, None)
         answered = self._answered.get(key)
         if answered is not None:
             version, since = answered
+            event_version = _version(body)
             if not (event_version == version or _newer(event_version, version)
                     or now - since > TRUST_ANSWER_SECONDS):
-                return False  # an event from before the answer: the answer is newer
+                return  # an event from before the answer: the answer is newer
             del self._answered[key]
-        self._bodies[key] = (event_version, _uid(body), _encode(body))
-        return True
-
-    def gone(self, key: K, last: Mapping[str, Any] | None = None) -> bool:
-        """The object was deleted: a watch event, or the answer to our own deletion.
-        ``last`` (its last state, or just its uid) tells which object went; without it, any
-        object under the name counts as gone. True when something kept was dropped."""
-        now = self._clock()
-        if last is not None and self._older_object(key, last):
-            return False  # the end of an object that a newer one under its name replaced
-        dropped = self._bodies.pop(key, None) is not None
-        self._answered.pop(key, None)
-        self._deleted[key] = (now, *((_uid(last), _version(last)) if last else ("", "")))
-        self._deleted.move_to_end(key)
-        self._forget_deletions(now)
-        return dropped
-
-    def _older_object(self, key: K, body: Mapping[str, Any]) -> bool:
-        """Whether ``body`` is about another object than the one kept under ``key``, and
-        an older one."""
-        held = self._bodies.get(key)
-        uid = _uid(body)
-        return (held is not None and bool(uid) and bool(held[1]) and held[1] != uid
-                and _newer(held[0], _version(body)))
+        self._bodies[key] = (_version(body), _encode(body))
 
     def forget(self, key: K) -> None:
         """Stop keeping an object that still exists (no one reads it any more)."""
         self._bodies.pop(key, None)
         self._answered.pop(key, None)
 
-    def answered(self, key: K, body: Mapping[str, Any]) -> bool:
+    def answered(self, key: K, body: Mapping[str, Any]) -> None:
         """The object as the apiserver answered a GET or a write of ours: newer than the
-        watch has told, until the watch catches up. True when it was taken."""
+        watch has told, until the watch catches up."""
         now = self._clock()
         self._forget_deletions(now)
-        version, uid = _version(body), _uid(body)
-        deleted = self._deleted.get(key)
-        if deleted is not None:
-            _, gone_uid, gone_version = deleted
-            # Only an object created after the deletion may be taken: one under another uid
-            # whose version orders after the deletion's.
-            if not (gone_uid and uid and uid != gone_uid and _newer(version, gone_version)):
-                return False
-            del self._deleted[key]
-        held = self._bodies.get(key, ("", "", b""))[0]
+        if key in self._deleted:
+            return
+        version = _version(body)
+        held = self._bodies.get(key, ("", b""))[0]
         if held and (held == version or _newer(held, version)):
-            return False  # the watch was faster than our reply
-        self._bodies[key] = (version, uid, _encode(body))
+            return  # the watch was faster than our reply
+        self._bodies[key] = (version, _encode(body))
         self._answered[key] = (version, now)
-        return True
-
-    def version(self, key: K) -> str | None:
-        """The resourceVersion kept for ``key``, None if nothing is."""
-        stored = self._bodies.get(key)
-        return None if stored is None else stored[0]
 
     def _forget_deletions(self, now: float) -> None:
         while self._deleted:
-            key, (when, _, _) = next(iter(self._deleted.items()))
+            key, when = next(iter(self._deleted.items()))
             if now - when <= TRUST_ANSWER_SECONDS:
                 return
             del self._deleted[key]
 
     def get(self, key: K) -> dict[str, Any] | None:
         stored = self._bodies.get(key)
-        return None if stored is None else json.loads(stored[2])
+        return None if stored is None else json.loads(stored[1])
 
 
 def _encode(body: Mapping[str, Any]) -> bytes:

@@ -9,7 +9,7 @@ us), or anything else.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import aiohttp
@@ -126,33 +126,21 @@ class KubeApi:
         except NotFoundError:
             return None
 
-    async def pages(self, path: str, *, label_selector: str | None = None,
-                    field_selector: str | None = None
-                    ) -> AsyncIterator[tuple[list[dict[str, Any]], str]]:
-        """A LIST a page at a time, each with the list's resourceVersion (the same on every
-        page: they are cut from one snapshot). A caller that keeps only what it needs of
-        each page never holds thousands of objects at once."""
+    async def list(self, path: str, *, label_selector: str | None = None,
+                   field_selector: str | None = None) -> list[dict[str, Any]]:
         query: dict[str, str | int | bool] = {}
         if label_selector:
             query["labelSelector"] = label_selector
         if field_selector:
             query["fieldSelector"] = field_selector
+        items: list[dict[str, Any]] = []
         while True:
             page = await self.request("GET", path, query={**query, "limit": 500})
-            metadata = page.get("metadata") or {}
-            yield page.get("items") or [], str(metadata.get("resourceVersion") or "")
-            token = metadata.get("continue")
+            items.extend(page.get("items") or [])
+            token = (page.get("metadata") or {}).get("continue")
             if not token:
-                return
+                return items
             query["continue"] = token
-
-    async def list(self, path: str, *, label_selector: str | None = None,
-                   field_selector: str | None = None) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = []
-        async for page, _ in self.pages(path, label_selector=label_selector,
-                                        field_selector=field_selector):
-            items.extend(page)
-        return items
 
     async def create(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
         return await self.request("POST", path, body=body)
@@ -167,11 +155,9 @@ class KubeApi:
                                   query={"fieldManager": field_manager, "force": force})
 
     async def delete(self, path: str, *, grace_period_seconds: int | None = None,
-                     uid: str | None = None) -> dict[str, Any] | None:
+                     uid: str | None = None) -> None:
         """Delete; a missing object counts as deleted. ``uid`` guards against deleting a
-        newer object that took the same name. Returns the apiserver's answer: the object
-        (still there with a deletionTimestamp while it terminates, or as it was when it
-        went) or a Status; None when it was missing already."""
+        newer object that took the same name."""
         body: dict[str, Any] = {"kind": "DeleteOptions", "apiVersion": "v1",
                                 "propagationPolicy": "Background"}
         if grace_period_seconds is not None:
@@ -179,9 +165,9 @@ class KubeApi:
         if uid is not None:
             body["preconditions"] = {"uid": uid}
         try:
-            return await self.request("DELETE", path, body=body)
+            await self.request("DELETE", path, body=body)
         except NotFoundError:
-            return None
+            return
 
 
 def core_path(namespace: str, plural: str, name: str | None = None,
