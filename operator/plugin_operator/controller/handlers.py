@@ -75,17 +75,20 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
     references = ReferenceIndex()
     archives = ReferenceIndex(archive_references)  # Plugins by their archive's ConfigMap
 
-    def keep_if_used(cache: ObjectCache[ObjectRef], event: dict[str, Any],
-                     users: frozenset[str]) -> None:
-        """Only objects something refers to are kept; a pass that needs one the watch
-        brought before its first user reads it once and keeps it from then on."""
+    def users_of(kind: str, index: ReferenceIndex, cache: ObjectCache[ObjectRef],
+                 event: dict[str, Any]) -> frozenset[str]:
+        """Who refers to the object of ``event``. Only objects something refers to are kept;
+        a pass that needs one the watch brought before its first user reads it once and
+        keeps it from then on."""
         ref = ObjectRef(event["namespace"], event["name"])
+        users = index.referrers(ref.namespace, kind, ref.name)
         if event["type"] == "DELETED":
             cache.seen(ref, None)
         elif users:
             cache.seen(ref, event["body"])
         else:
             cache.forget(ref)
+        return users
     # namespace -> attachment name -> the Plugin names it lists: a Plugin's change (a new
     # version verified, a sidecar placed) brings back the attachments that list it.
     attachments: dict[str, dict[str, frozenset[str]]] = {}
@@ -188,17 +191,12 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
     @kopf.on.event("", "v1", "secrets", registry=registry)
     async def secret_changed(**event: Any) -> None:
         namespace = event["namespace"]
-        users = references.referrers(namespace, "Secret", event["name"])
-        keep_if_used(runtime.caches.secrets, event, users)
-        for datasource in users:
+        for datasource in users_of("Secret", references, runtime.caches.secrets, event):
             runtime.datasources.add(ObjectRef(namespace, datasource))
             requeue_attachments(namespace)
 
     @kopf.on.event("", "v1", "configmaps", registry=registry)
     async def configmap_changed(**event: Any) -> None:
         # A new archive in a Plugin's ConfigMap is verified and rolled out at once.
-        namespace = event["namespace"]
-        users = archives.referrers(namespace, "ConfigMap", event["name"])
-        keep_if_used(runtime.caches.configmaps, event, users)
-        for plugin in users:
-            runtime.plugins.add(ObjectRef(namespace, plugin))
+        for plugin in users_of("ConfigMap", archives, runtime.caches.configmaps, event):
+            runtime.plugins.add(ObjectRef(event["namespace"], plugin))
