@@ -33,15 +33,23 @@ class LoadTracker:
         tied = [e for e in candidates if self.endpoint_in_flight.get(e, 0) == fewest]
         return tied[self._turn % len(tied)]
 
+    def call_started(self, endpoint: str) -> None:
+        self.endpoint_in_flight[endpoint] += 1
+
+    def call_ended(self, endpoint: str) -> None:
+        self.endpoint_in_flight[endpoint] -= 1
+        if not self.endpoint_in_flight[endpoint]:
+            del self.endpoint_in_flight[endpoint]
+
     @contextmanager
     def calling(self, endpoint: str) -> Iterator[None]:
-        self.endpoint_in_flight[endpoint] += 1
+        """A call in flight for the block (for long calls; the per-query path uses
+        call_started/call_ended, which cost no generator)."""
+        self.call_started(endpoint)
         try:
             yield
         finally:
-            self.endpoint_in_flight[endpoint] -= 1
-            if not self.endpoint_in_flight[endpoint]:
-                del self.endpoint_in_flight[endpoint]
+            self.call_ended(endpoint)
 
     def try_admit(self, plugin: str) -> bool:
         """Count a request for ``plugin`` unless it already has the maximum in flight."""

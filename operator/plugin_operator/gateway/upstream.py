@@ -91,7 +91,6 @@ class Upstream:
         never reached a plugin (whatever the method: nothing happened yet). A backend that
         failed with the call in progress is not given a second victim (failures.py)."""
         tracker = self.tracker
-        in_flight = tracker.endpoint_in_flight
         tried: list[str] = []
         while True:
             target = tracker.pick(endpoints, tried)
@@ -99,8 +98,7 @@ class Upstream:
                 raise no_ready_backend(plugin)
             tried.append(target)
             started = time.perf_counter()
-            # tracker.calling(target), spelled out: this runs once per plugin call.
-            in_flight[target] += 1
+            tracker.call_started(target)
             try:
                 return await fn(self._endpoint(target))
             except PluginError as exc:
@@ -109,9 +107,7 @@ class Upstream:
                     raise
                 self.metrics.retries.labels(plugin, method).inc()
             finally:
-                in_flight[target] -= 1
-                if not in_flight[target]:
-                    del in_flight[target]
+                tracker.call_ended(target)
                 self.metrics.child(self.metrics.upstream_seconds, plugin, method).observe(
                     time.perf_counter() - started)
 
