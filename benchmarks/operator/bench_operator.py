@@ -870,6 +870,23 @@ def _scale_markdown(scale: dict[str, Any]) -> list[str]:
     return lines
 
 
+# (label, measurement, metric) of each row of the cluster table, in order.
+CLUSTER_ROWS = [
+    ("crash -> serving, operator-owned pod (the host restarts it)",
+     "crash_operator", "serving_s"),
+    ("crash -> Ready again (0: stayed Ready), operator-owned pod", "crash_operator", "ready_s"),
+    ("crash -> serving, kubelet restarts the container (bare pod)",
+     "crash_kubelet", "serving_s"),
+    ("crash -> Ready, kubelet restarts the container (bare pod)", "crash_kubelet", "ready_s"),
+    ("2nd crash in the same pod at once -> serving", "crash_repeated", "serving_s"),
+    ("pod deleted -> replacement serving (operator)", "replace_deleted", "serving_s"),
+    ("pod deleted -> replacement Ready (operator)", "replace_deleted", "ready_s"),
+    ("kubectl apply -> first successful call (artifact cached)",
+     "apply_first_call", "first_call_s"),
+    ("kubectl apply -> pod Ready", "apply_first_call", "ready_s"),
+]
+
+
 def _write_markdown(data: dict[str, Any]) -> None:
     lines = ["# Operator benchmark", "",
              f"Machine: {data['machine']}, Python {data['python']}. "
@@ -887,23 +904,7 @@ def _write_markdown(data: dict[str, Any]) -> None:
                   "\"serving\" = first OK CheckHealth on the pod IP (probed every 20 ms); "
                   "\"Ready\" = the pod's Ready condition as seen by a watch.", "",
                   "| measurement | n | median | min | max | stdev |", "|---|---|---|---|---|---|",
-                  _row("crash -> serving, operator-owned pod (the host restarts it)",
-                       values("crash_operator", "serving_s")),
-                  _row("crash -> Ready again (0: stayed Ready), operator-owned pod",
-                       values("crash_operator", "ready_s")),
-                  _row("crash -> serving, kubelet restarts the container (bare pod)",
-                       values("crash_kubelet", "serving_s")),
-                  _row("crash -> Ready, kubelet restarts the container (bare pod)",
-                       values("crash_kubelet", "ready_s")),
-                  _row("2nd crash in the same pod at once -> serving",
-                       values("crash_repeated", "serving_s")),
-                  _row("pod deleted -> replacement serving (operator)",
-                       values("replace_deleted", "serving_s")),
-                  _row("pod deleted -> replacement Ready (operator)",
-                       values("replace_deleted", "ready_s")),
-                  _row("kubectl apply -> first successful call (artifact cached)",
-                       values("apply_first_call", "first_call_s")),
-                  _row("kubectl apply -> pod Ready", values("apply_first_call", "ready_s")),
+                  *(_row(label, values(name, metric)) for label, name, metric in CLUSTER_ROWS),
                   ""]
         crash_median = summary(values("crash_operator", "serving_s")).get("median")
         apply_median = summary(values("apply_first_call", "first_call_s")).get("median")
