@@ -114,11 +114,10 @@ class DataSourceService:
             spec = parse_datasource_spec(obj.get("spec") or {}, key.name)
         except SpecError as exc:
             return await self._unhealthy(key, obj, "SpecInvalid", f"{exc}", plugin_ready=None)
-        # A Plugin is only read here, never written, so its watch copy alone is kept.
-        plugin_ref = ObjectRef(key.namespace, spec.plugin_name)
-        plugin = (self.caches.plugins.get(plugin_ref) if self.caches else None) or \
-            await self.kube.get_or_none(group_path(API_VERSION, key.namespace,
-                                                   PLUGIN_PLURAL, spec.plugin_name))
+        plugin = await self._read(self.caches.plugins if self.caches else None,
+                                  ObjectRef(key.namespace, spec.plugin_name),
+                                  group_path(API_VERSION, key.namespace, PLUGIN_PLURAL,
+                                             spec.plugin_name))
         if plugin is None or plugin["metadata"].get("deletionTimestamp"):
             return await self._unhealthy(
                 key, obj, "PluginNotFound",
