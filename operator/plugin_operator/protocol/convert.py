@@ -120,16 +120,15 @@ def _query_from_proto(q: pb.DataQuery) -> DataQuery:
 
 
 def query_data_request_to_proto(req: QueryDataRequest) -> pb.QueryDataRequest:
-    return pb.QueryDataRequest(pluginContext=plugin_context_to_proto(req.plugin_context),
-                               headers=req.headers, format=int(req.format),  # type: ignore[arg-type]
-                               queries=[_query_to_proto(q) for q in req.queries])
+    return query_data_message(plugin_context_to_proto(req.plugin_context), req.queries,
+                              req.headers, req.format)
 
 
 def query_data_message(plugin_context: pb.PluginContext, queries: list[DataQuery],
                        headers: Mapping[str, str], fmt: FrameFormat) -> pb.QueryDataRequest:
-    """The request of :func:`query_data_request_to_proto` around a PluginContext already in
-    protobuf form (the gateway keeps one per datasource settings version): no dataclass, no
-    empty context built and then overwritten."""
+    """A QueryDataRequest around a PluginContext already in protobuf form (the gateway keeps
+    one per datasource settings version): no dataclass, no empty context built and then
+    overwritten."""
     message = pb.QueryDataRequest(pluginContext=plugin_context,
                                   format=fmt.value,  # type: ignore[arg-type]
                                   queries=[_query_to_proto(q) for q in queries])
