@@ -23,11 +23,6 @@ class TimeRangeError(ValueError):
     """A ``from``/``to`` value that is neither epoch milliseconds nor ``now[+-N<unit>]``."""
 
 
-# parse_range's answer: the protocol's own TimeRange (from_ms, to_ms), so that a query's
-# range is built once.
-ParsedRange = TimeRange
-
-
 def shown(value: object, limit: int = 60) -> str:
     """``repr(value)`` cut short: error messages must stay small whatever was sent."""
     text = repr(value)
@@ -69,10 +64,10 @@ def parse_time(text: object, now_ms: int, *, field: str) -> int:
     return _in_range(result, text, field)
 
 
-def parse_range(from_text: object, to_text: object, now_ms: int) -> ParsedRange:
+def parse_range(from_text: object, to_text: object, now_ms: int) -> TimeRange:
     """Both bounds; ``from`` after ``to`` is an error, as an empty range is never meant."""
-    parsed = ParsedRange(parse_time(from_text, now_ms, field="from"),
-                         parse_time(to_text, now_ms, field="to"))
+    parsed = TimeRange(parse_time(from_text, now_ms, field="from"),
+                       parse_time(to_text, now_ms, field="to"))
     if parsed.from_ms > parsed.to_ms:
         raise TimeRangeError(f"from ({shown(from_text)}) is after to ({shown(to_text)}); swap them")
     return parsed
