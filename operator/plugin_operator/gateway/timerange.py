@@ -7,8 +7,6 @@ import re
 
 from plugin_operator.protocol.models import TimeRange
 
-# ASCII digits only (str.isdigit would let "²" or Arabic digits through to int()).
-_EPOCH = re.compile(r"^[0-9]{1,15}$")
 _RELATIVE = re.compile(r"^now(?:(?P<sign>[+-])(?P<amount>[0-9]{1,15})"
                        r"(?P<unit>ms|s|m|h|d|w|M|y))?(?:/(?P<round>[smhdwMy]))?$")
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000,
@@ -44,10 +42,10 @@ def parse_time(text: object, now_ms: int, *, field: str) -> int:
     if not isinstance(text, str):
         raise TimeRangeError(f"{field} must be a string such as 'now-1h' or '1700000000000', "
                              f"or a number of epoch milliseconds, not {shown(text)}")
-    if text.isdigit() and text.isascii() and len(text) <= 15:  # the usual: epoch ms
-        return _in_range(int(text), text, field)
     value = text.strip()
-    if _EPOCH.match(value):
+    # Epoch milliseconds: ASCII digits only (str.isdigit alone would let "²" or Arabic
+    # digits through to int()), at most 15 of them.
+    if value.isascii() and value.isdigit() and len(value) <= 15:
         return _in_range(int(value), text, field)
     match = _RELATIVE.match(value)
     if match is None:
