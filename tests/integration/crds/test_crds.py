@@ -237,14 +237,17 @@ def test_status_subresource_keeps_everything_the_operator_writes(
 def test_kubectl_get_shows_the_printer_columns(crds: ControlPlane, namespace: str) -> None:
     assert _apply(crds, namespace, VALID_PLUGIN)[0] == 0
     assert _apply(crds, namespace, VALID_DATASOURCE)[0] == 0
+    # VERSION is what runs (a catalog's latest resolved), not spec.version.
+    running = copy.deepcopy(PLUGIN_STATUS)
+    running["plugin"]["version"] = "1.2.4"  # type: ignore[index]
     crds.kubectl("patch", "-n", namespace, "plugin", "p", "--subresource=status", "--type=merge",
-                 "-p", json.dumps({"status": PLUGIN_STATUS}))
+                 "-p", json.dumps({"status": running}))
     crds.kubectl("patch", "-n", namespace, "dsi", "d", "--subresource=status", "--type=merge",
                  "-p", json.dumps({"status": DATASOURCE_STATUS}))
     plugins = crds.kubectl("get", "-n", namespace, "gpl").stdout.splitlines()
     assert plugins[0].split() == ["NAME", "PLUGIN", "ID", "VERSION", "MODE", "READY",
                                   "SIGNATURE", "PHASE", "AGE"]
-    assert plugins[1].split()[:7] == ["p", "myorg-example-datasource", "1.2.3", "Pod", "1",
+    assert plugins[1].split()[:7] == ["p", "myorg-example-datasource", "1.2.4", "Pod", "1",
                                       "valid", "Running"]
     datasources = crds.kubectl("get", "-n", namespace, "dsi").stdout.splitlines()
     assert datasources[0].split() == ["NAME", "UID", "PLUGIN", "HEALTH", "AGE"]
